@@ -1,0 +1,5 @@
+import sys
+
+from progeval.cli import main
+
+sys.exit(main())

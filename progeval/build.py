@@ -1,0 +1,222 @@
+"""Generating the examples of a dataset, in parallel, with results that do not depend on the process count.
+
+Every split is a fixed number of examples per cell (drawn per example for the training split, spread
+evenly for the others). A cell's candidates are a stream indexed 0, 1, 2, ...; candidate ``j`` is a pure
+function of (seed, split, cell, j). Workers turn ranges of candidates into checked examples; the parent
+walks them in index order, dropping programs of another split's bucket, duplicates and programs that
+break a constraint, until the cell is full. So ``num_proc`` changes speed, never bytes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from progeval.capacity import unique_hashes
+from progeval.config import ConfigError, DatasetConfig
+from progeval.curriculum import Cell
+from progeval.draws import derive_seed
+from progeval.execute import run_trusted
+from progeval.generator import generate_program
+from progeval.oracle import OracleMismatch, oracle_output
+from progeval.program import canonical_hash, to_stream
+from progeval.safety import check_program
+from progeval.splits import BUCKET_OF, SPLITS, bucket, oracle_sampled
+
+#: Candidates a cell may use per example asked before generation gives up on it.
+MAX_CANDIDATES_PER_EXAMPLE = 2_000
+
+
+class CapacityError(ConfigError):
+    """More unique programs were asked of a cell than it holds."""
+
+
+@dataclass
+class SplitStats:
+    requested: int = 0
+    examples: int = 0
+    candidates: int = 0
+    rejected_other_split: int = 0
+    rejected_constraint: int = 0
+    dropped_duplicate: int = 0
+    oracle_checked: int = 0
+    cells: dict[str, int] = field(default_factory=dict)
+
+
+def cell_key(cell: Cell) -> str:
+    return f"{cell[0]}x{cell[1]}"
+
+
+def cell_counts(cfg: DatasetConfig, split: str) -> dict[Cell, int]:
+    """How many examples each cell of ``split`` gets."""
+    n = cfg.size(split)
+    if split == "train" and cfg.curriculum != "baseline":
+        # Each training example draws its own cell, as the mix curriculum does.
+        rng = random.Random(derive_seed("progeval-cells", cfg.seed, split))
+        state = cfg.curriculum_state()
+        drawn = Counter(state._mix(rng) for _ in range(n))
+        return {c: drawn[c] for c in sorted(drawn)}
+    cells = cfg.extrapolation_cells() if split == "test_extrapolate" else cfg.training_cells()
+    base, extra = divmod(n, len(cells))
+    counts = {c: base + (1 if i < extra else 0) for i, c in enumerate(cells)}
+    return {c: k for c, k in counts.items() if k}
+
+
+def check_capacity(cfg: DatasetConfig) -> None:
+    """Fail before any work if a small cell cannot hold the unique programs asked of it."""
+    for split in SPLITS:
+        for cell, asked in cell_counts(cfg, split).items():
+            hashes = unique_hashes(*cell)
+            if hashes is None:
+                continue
+            own = BUCKET_OF[split]
+            holds = sum(1 for h in hashes if bucket(h, cfg.split_weights) == own)
+            if asked > holds:
+                raise CapacityError(
+                    f"cell (length={cell[0]}, nesting={cell[1]}) holds {holds} unique programs for "
+                    f"split {split!r} ({len(hashes)} in all); asked for {asked}"
+                )
+
+
+# A candidate as a worker returns it: (index, status, canonical hash, record, oracle checked).
+Candidate = tuple[int, str, str, dict | None, bool]
+
+
+def make_candidates(cfg: DatasetConfig, split: str, cell: Cell, start: int, stop: int) -> list:
+    """Candidates ``start..stop-1`` of a cell: generated, bucketed, executed and (sampled) checked."""
+    own = BUCKET_OF[split]
+    out: list[Candidate] = []
+    for j in range(start, stop):
+        program = generate_program(cfg.seed, split, cell[0], cell[1], j)
+        source = program.source
+        digest = canonical_hash(source)
+        if bucket(digest, cfg.split_weights) != own:
+            out.append((j, "other_split", digest, None, False))
+            continue
+        tree = check_program(source)
+        target = run_trusted(source, tree)
+        checked = oracle_sampled(digest, cfg.oracle_rate)
+        if checked and oracle_output(source, tree) != target:
+            raise OracleMismatch(f"execution printed {target} but the oracle says otherwise:\n{source}")
+        too_long = (cfg.max_program_chars is not None and len(source) > cfg.max_program_chars) or (
+            cfg.max_target_chars is not None and len(target) > cfg.max_target_chars
+        )
+        if too_long:
+            out.append((j, "constraint", digest, None, checked))
+            continue
+        record = {
+            "id": f"{split}-{cell_key(cell)}-{j}",
+            "program": source,
+            "stream": to_stream(source, target),
+            "target": target,
+            "length": cell[0],
+            "nesting": cell[1],
+            "ops": list(program.ops),
+            "canonical_hash": digest,
+        }
+        out.append((j, "ok", digest, record, checked))
+    return out
+
+
+def _worker(args: tuple) -> list:
+    return make_candidates(*args)
+
+
+class _Runner:
+    """Maps candidate ranges to workers (or runs them here when num_proc is 1)."""
+
+    def __init__(self, num_proc: int) -> None:
+        self.num_proc = num_proc
+        self.pool = multiprocessing.get_context("fork").Pool(num_proc) if num_proc > 1 else None
+
+    def map(self, jobs: list[tuple]) -> Iterator[list]:
+        if self.pool is None:
+            return map(_worker, jobs)
+        return self.pool.imap(_worker, jobs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+def _fill_cell(
+    cfg: DatasetConfig,
+    split: str,
+    cell: Cell,
+    quota: int,
+    seen: set[str],
+    stats: SplitStats,
+    runner: _Runner,
+    bar: tqdm,
+) -> list[dict]:
+    """The first ``quota`` acceptable candidates of a cell, in index order."""
+    accepted: list[dict] = []
+    rate = cfg.split_weights[("train", "valid", "test").index(BUCKET_OF[split])]
+    limit = MAX_CANDIDATES_PER_EXAMPLE * quota + 10_000
+    next_j = 0
+    while len(accepted) < quota:
+        if next_j >= limit:
+            raise CapacityError(
+                f"cell (length={cell[0]}, nesting={cell[1]}) of split {split!r}: found only "
+                f"{len(accepted)} unique programs in {next_j} candidates; asked for {quota}"
+            )
+        need = (quota - len(accepted)) / max(rate, 1e-3) * 1.1
+        size = int(min(max(need / runner.num_proc, 64), 4096))
+        jobs = [(cfg, split, cell, next_j + k * size, next_j + (k + 1) * size)
+                for k in range(runner.num_proc)]
+        next_j += size * runner.num_proc
+        for chunk in runner.map(jobs):
+            for j, status, digest, record, checked in chunk:
+                if len(accepted) == quota:
+                    break
+                stats.candidates += 1
+                stats.oracle_checked += checked
+                if status == "other_split":
+                    stats.rejected_other_split += 1
+                elif status == "constraint":
+                    stats.rejected_constraint += 1
+                elif digest in seen:
+                    stats.dropped_duplicate += 1
+                else:
+                    seen.add(digest)
+                    accepted.append(record)  # type: ignore[arg-type]
+                    bar.update(1)
+    return accepted
+
+
+def generate_splits(
+    cfg: DatasetConfig, num_proc: int = 1, progress: bool = True
+) -> tuple[dict[str, list[dict]], dict[str, SplitStats]]:
+    """All examples of every split (shuffled with a seeded order) and their statistics."""
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise ConfigError(f"num_proc: expected an integer >= 1, got {num_proc!r}")
+    check_capacity(cfg)
+    total = sum(cfg.size(s) for s in SPLITS)
+    runner = _Runner(num_proc)
+    records: dict[str, list[dict]] = {}
+    stats: dict[str, SplitStats] = {}
+    seen_test: set[str] = set()
+    try:
+        with tqdm(total=total, desc="generating", unit="prog", disable=not progress) as bar:
+            for split in SPLITS:
+                st = SplitStats(requested=cfg.size(split))
+                seen = set(seen_test) if split == "test_extrapolate" else set()
+                rows: list[dict] = []
+                for cell, quota in cell_counts(cfg, split).items():
+                    bar.set_postfix_str(f"{split} {cell_key(cell)}")
+                    rows += _fill_cell(cfg, split, cell, quota, seen, st, runner, bar)
+                    st.cells[cell_key(cell)] = quota
+                if split == "test":
+                    seen_test = seen
+                random.Random(derive_seed("progeval-order", cfg.seed, split)).shuffle(rows)
+                st.examples = len(rows)
+                records[split], stats[split] = rows, st
+    finally:
+        runner.close()
+    return records, stats
