@@ -91,10 +91,12 @@ class _Checker:
             self.read.add(node.id)
         return node.id
 
-    def literal(self, node: ast.AST, bound: int | None = None) -> int:
-        if not isinstance(node, ast.Constant) or type(node.value) is not int:
-            what = "literal" if isinstance(node, ast.Constant) else type(node).__name__
-            raise _reject(node, f"{what} {ast.unparse(node)[:40]!r} is not allowed here")
+    def literal(self, node: ast.AST, bound: int | None = None, role: str = "literal") -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is not int:
+            kind = type(node.value).__name__
+            raise _reject(node, f"{kind} literal {node.value!r} is not allowed")
+        if not isinstance(node, ast.Constant):
+            raise _reject(node, f"{role} must be an integer literal, got {ast.unparse(node)[:40]}")
         if node.value < 0 or len(str(node.value)) > MAX_LITERAL_DIGITS:
             raise _reject(node, f"integer literal longer than {MAX_LITERAL_DIGITS} digits")
         if bound is not None and node.value > bound:
@@ -126,8 +128,7 @@ class _Checker:
             self.expr(node.body)
             self.expr(node.orelse)
         elif isinstance(node, ast.Call):
-            func = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)[:40]
-            raise _reject(node, f"call to {func!r} is not allowed here")
+            raise _reject(node, f"call to {ast.unparse(node.func)[:40]} is not allowed here")
         else:
             raise _reject(node, _describe(node))
 
@@ -140,7 +141,7 @@ class _Checker:
             and not node.keywords
         ):
             raise _reject(node, "a for-loop must iterate over range(<integer literal>)")
-        return self.literal(node.args[0], bound=MAX_RANGE)
+        return self.literal(node.args[0], bound=MAX_RANGE, role="the argument of range()")
 
     def loop(self, node: ast.For) -> None:
         if node.orelse or len(node.body) != 1 or not isinstance(node.body[0], ast.AugAssign):
