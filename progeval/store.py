@@ -147,15 +147,22 @@ def write_dataset(
     return manifest
 
 
+def _to_dataset(rows: list[dict]) -> datasets.Dataset:
+    # from_dict keeps the columns of an empty split, which from_list would drop.
+    columns = {name: [row[name] for row in rows] for name in FEATURES}
+    return datasets.Dataset.from_dict(columns, features=FEATURES)
+
+
 def _write_into(
     root: Path, records: dict[str, list[dict]], stats: dict[str, SplitStats], cfg: DatasetConfig
 ) -> dict:
     was_disabled = datasets.utils.logging.is_progress_bar_enabled() is False
     datasets.disable_progress_bars()
+    # A split asked with no examples is left out of the files (datasets cannot store an empty one);
+    # the manifest still lists it with 0 examples.
+    records = {s: rows for s, rows in records.items() if rows}
     try:
-        dd = datasets.DatasetDict(
-            {s: datasets.Dataset.from_list(records[s], features=FEATURES) for s in records}
-        )
+        dd = datasets.DatasetDict({s: _to_dataset(records[s]) for s in records})
         dd.save_to_disk(str(root / "hf"))
         (root / "jsonl").mkdir()
         (root / "parquet").mkdir()
@@ -238,7 +245,10 @@ def load_dataset(path: Path) -> datasets.DatasetDict:
     root = Path(path)
     manifest = read_manifest(root)
     verify_files(root, manifest)
-    return datasets.load_from_disk(str(root / "hf"))
+    try:
+        return datasets.load_from_disk(str(root / "hf"))
+    except (OSError, ValueError, IndexError, KeyError) as err:
+        raise ManifestError(f"hf/: cannot be loaded: {type(err).__name__}: {err}") from None
 
 
 def regenerate(

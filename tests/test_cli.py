@@ -1,0 +1,135 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from progeval.build import SplitStats
+from progeval.config import DatasetConfig
+from progeval.store import write_dataset
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "progeval", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+SMALL = ["--length", "2", "--nest", "2", "--train", "200", "--valid", "40", "--test", "40",
+         "--test-extrapolate", "40", "--quiet"]
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name or ".old-" in p.name)
+
+
+def test_generate_show_stats_verify_regenerate(tmp_path):
+    out = tmp_path / "pe"
+    r = cli("generate", *SMALL, "--seed", "3", "--num-proc", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "train 200, valid 40, test 40, test_extrapolate 40" in r.stdout
+    shown = cli("show", str(out), "-n", "2", "--split", "test")
+    assert shown.returncode == 0 and shown.stdout.count("--- test-") == 2 and "=> " in shown.stdout
+    stats = cli("stats", str(out))
+    assert stats.returncode == 0 and "== train: 200 examples" in stats.stdout
+    assert "duplicate rate" in stats.stdout and "program length" in stats.stdout
+    ok = cli("verify", str(out), "--quiet")
+    assert ok.returncode == 0 and "verified 320 programs" in ok.stdout and "all correct" in ok.stdout
+    again = cli("regenerate", str(out / "manifest.json"), "--out", str(tmp_path / "pe2"), "--quiet")
+    assert again.returncode == 0 and "identical" in again.stdout
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--nest", "0"], "argument --nest: expected an integer >= 1, got 0"),
+        (["--length", "0"], "argument --length: expected an integer >= 1, got 0"),
+        (["--length", "x"], "argument --length: expected an integer, got 'x'"),
+        (["--curriculum", "greedy"], "argument --curriculum: invalid choice: 'greedy'"),
+        (["--nest", "40"], "nesting: expected an integer in 1..25, got 40"),
+        (["--length", "1", "--nest", "1", "--curriculum", "baseline", "--train", "20000"],
+         "cell (length=1, nesting=1) holds 11382 unique programs for split 'train'"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2_and_leave_nothing(tmp_path, args, message):
+    out = tmp_path / "pe"
+    r = cli("generate", "--quiet", "--out", str(out), *args)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and message in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_non_empty_out_needs_overwrite_and_keeps_what_is_there(tmp_path):
+    out = tmp_path / "pe"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    r = cli("generate", *SMALL, "--out", str(out))
+    assert r.returncode == 2 and "is not empty; pass --overwrite" in r.stderr
+    assert r.stderr.count("\n") == 1 and (out / "precious.txt").read_text() == "keep me"
+    r = cli("generate", *SMALL, "--out", str(out), "--overwrite")
+    assert r.returncode == 0 and not (out / "precious.txt").exists()
+    assert (out / "manifest.json").is_file() and leftovers(tmp_path) == []
+
+
+def test_unwritable_out_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = cli("generate", *SMALL, "--out", str(blocker / "pe"))
+    assert r.returncode == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_reading_commands_refuse_a_folder_that_is_not_a_dataset(tmp_path):
+    for command in ("verify", "stats", "show"):
+        r = cli(command, str(tmp_path))
+        assert r.returncode == 2 and "not a progeval dataset" in r.stderr, command
+        assert r.stderr.count("\n") == 1
+
+
+def hostile_dataset(root: Path, tmp: Path) -> Path:
+    marker = tmp / "side-effect"
+    programs = [
+        f"import os\nprint(os.system('touch {marker}'))",
+        f"print(open('{marker}', 'w').write('x'))",
+        "a=1\nwhile a:\n  a+=1\nprint(a)",
+        "a=1\nfor x in range(10000000000):a+=1\nprint(a)",
+        "print(().__class__.__mro__[1].__subclasses__())",
+        "a=7\nprint((a+1))",  # an honest row, with a wrong label
+    ]
+    rows = [{"id": f"h{i}", "program": p, "stream": "", "target": "8" if i < 5 else "9",
+             "length": 1, "nesting": 1, "ops": [], "canonical_hash": ""}
+            for i, p in enumerate(programs)]
+    cfg = DatasetConfig(length=1, nesting=1, train=len(rows), valid=0, test=0, test_extrapolate=0)
+    empty = {s: [] for s in ("valid", "test", "test_extrapolate")}
+    stats = {s: SplitStats() for s in ("train", *empty)}
+    write_dataset({"train": rows, **empty}, stats, cfg, root)
+    return marker
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-exec"]])
+def test_verify_rejects_hostile_programs_before_running_them(tmp_path, flags):
+    marker = hostile_dataset(tmp_path / "bad", tmp_path)
+    r = subprocess.run([sys.executable, "-m", "progeval", "verify", str(tmp_path / "bad"),
+                        "--quiet", *flags], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    rejected = [x for x in lines if "rejected before execution" in x]
+    assert len(rejected) == 5
+    assert "train/h0: rejected before execution: line 1: import statement (Import)" in r.stdout
+    assert "train/h2: rejected before execution: line 2: while loop (While)" in r.stdout
+    assert "train/h5: target '9' but the oracle computes '8'" in r.stdout
+    assert not marker.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+
+
+def test_regenerate_refuses_a_manifest_from_another_generator(tmp_path):
+    r = cli("generate", *SMALL, "--out", str(tmp_path / "pe"))
+    assert r.returncode == 0
+    manifest = tmp_path / "pe" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["versions"]["generator"] = "l2e-0"
+    manifest.write_text(json.dumps(m))
+    r = cli("regenerate", str(manifest), "--out", str(tmp_path / "pe2"))
+    assert r.returncode == 2 and "written by generator 'l2e-0'" in r.stderr
+    assert not (tmp_path / "pe2").exists()
