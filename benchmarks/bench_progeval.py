@@ -24,8 +24,17 @@ from progeval.config import DatasetConfig
 
 
 def measure(length: int, nesting: int, oracle_rate: float, procs: int, n: int) -> tuple:
-    cfg = DatasetConfig(length=length, nesting=nesting, curriculum="baseline", train=n, valid=0,
-                        test=0, test_extrapolate=0, oracle_rate=oracle_rate, seed=0)
+    cfg = DatasetConfig(
+        length=length,
+        nesting=nesting,
+        curriculum="baseline",
+        train=n,
+        valid=0,
+        test=0,
+        test_extrapolate=0,
+        oracle_rate=oracle_rate,
+        seed=0,
+    )
     t0 = time.perf_counter()
     _, stats = generate_splits(cfg, num_proc=procs, progress=False)
     dt = time.perf_counter() - t0
@@ -42,8 +51,7 @@ def main() -> None:
     for cell in ((6, 3), (10, 5)):
         for rate in (0.1, 1.0):
             for procs in sorted({1, cores}):
-                runs = [measure(*cell, rate, procs, args.examples * procs)
-                        for _ in range(args.repeats)]
+                runs = [measure(*cell, rate, procs, args.examples * procs) for _ in range(args.repeats)]
                 prog = statistics.median(r[0] for r in runs)
                 cand = statistics.median(r[1] for r in runs)
                 rows.append((cell, rate, procs, prog, prog / procs, cand))
@@ -53,13 +61,13 @@ def main() -> None:
         f"{cores} cores, Python {platform.python_version()}; median of {args.repeats} runs of "
         f"{args.examples:,} programs per process",
         "",
-        "| length x nesting | oracle checks | processes | programs/s | per process | "
-        "candidates/s |",
+        "| length x nesting | oracle checks | processes | programs/s | per process | candidates/s |",
         "|---|---|---|---|---|---|",
     ]
     for cell, rate, procs, prog, per, cand in rows:
-        lines.append(f"| {cell[0]} x {cell[1]} | {rate:.0%} | {procs} | {prog:,.0f} | "
-                     f"{per:,.0f} | {cand:,.0f} |")
+        lines.append(
+            f"| {cell[0]} x {cell[1]} | {rate:.0%} | {procs} | {prog:,.0f} | {per:,.0f} | {cand:,.0f} |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     Path(__file__).with_name("progeval_throughput.md").write_text(table)

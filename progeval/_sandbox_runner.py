@@ -27,7 +27,10 @@ for source in request["programs"]:
         out.append(text)
 
     try:
-        exec(compile(source, "<untrusted>", "exec"), {"__builtins__": {}, "print": capture, "range": range})
+        exec(
+            compile(source, "<untrusted>", "exec"),
+            {"__builtins__": {}, "print": capture, "range": range},
+        )
     except Exception as err:  # any failure of the program itself is reported, never raised
         results.append({"error": f"{type(err).__name__}: {err}"[:300]})
         continue

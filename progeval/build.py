@@ -143,8 +143,9 @@ class _Runner:
         if self.pool is None:
             yield from map(_worker, jobs)
             return
-        pending = deque(self.pool.apply_async(_worker, (job,))
-                        for job in itertools.islice(jobs, 2 * self.num_proc))
+        pending = deque(
+            self.pool.apply_async(_worker, (job,)) for job in itertools.islice(jobs, 2 * self.num_proc)
+        )
         while pending:
             result = pending.popleft().get()
             job = next(jobs, None)

@@ -56,12 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--nest", type=_int(1), default=d.nesting, help="operations composed")
     g.add_argument("--curriculum", choices=CURRICULA, default=d.curriculum)
     for split in ("train", "valid", "test", "test-extrapolate"):
-        g.add_argument(f"--{split}", type=_int(0), default=d.size(split.replace("-", "_")),
-                       help=f"examples in {split}")
+        g.add_argument(
+            f"--{split}",
+            type=_int(0),
+            default=d.size(split.replace("-", "_")),
+            help=f"examples in {split}",
+        )
     g.add_argument("--extrapolate-length", type=_int(0), default=d.extrapolate_length)
     g.add_argument("--extrapolate-nest", type=_int(0), default=d.extrapolate_nesting)
-    g.add_argument("--oracle-rate", type=_rate, default=d.oracle_rate,
-                   help="share of programs the sympy oracle re-checks (1 = all)")
+    g.add_argument(
+        "--oracle-rate",
+        type=_rate,
+        default=d.oracle_rate,
+        help="share of programs the sympy oracle re-checks (1 = all)",
+    )
     g.add_argument("--max-program-chars", type=_int(1), default=None)
     g.add_argument("--max-target-chars", type=_int(1), default=None)
     g.add_argument("--seed", type=_int(0), default=d.seed)
@@ -94,15 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _generate(a: argparse.Namespace) -> int:
     cfg = DatasetConfig(
-        length=a.length, nesting=a.nest, curriculum=a.curriculum, train=a.train, valid=a.valid,
-        test=a.test, test_extrapolate=a.test_extrapolate, seed=a.seed,
-        extrapolate_length=a.extrapolate_length, extrapolate_nesting=a.extrapolate_nest,
-        oracle_rate=a.oracle_rate, max_program_chars=a.max_program_chars,
+        length=a.length,
+        nesting=a.nest,
+        curriculum=a.curriculum,
+        train=a.train,
+        valid=a.valid,
+        test=a.test,
+        test_extrapolate=a.test_extrapolate,
+        seed=a.seed,
+        extrapolate_length=a.extrapolate_length,
+        extrapolate_nesting=a.extrapolate_nest,
+        oracle_rate=a.oracle_rate,
+        max_program_chars=a.max_program_chars,
         max_target_chars=a.max_target_chars,
     )
     t0 = time.perf_counter()
-    m = generate_dataset(cfg, a.out, num_proc=a.num_proc, overwrite=a.overwrite,
-                         progress=not a.quiet)
+    m = generate_dataset(cfg, a.out, num_proc=a.num_proc, overwrite=a.overwrite, progress=not a.quiet)
     counts = ", ".join(f"{s} {st['examples']}" for s, st in m["splits"].items())
     print(f"wrote {a.out} in {time.perf_counter() - t0:.1f} s: {counts}")
     print(f"fingerprint {m['fingerprint']}")
@@ -144,9 +159,11 @@ def _stats(a: argparse.Namespace) -> int:
         st = manifest["splits"][split]
         seen = st["examples"] + st["dropped_duplicate"]
         rate = st["dropped_duplicate"] / seen if seen else 0.0
-        print(f"== {split}: {len(ds)} examples, duplicate rate {rate:.2%} "
-              f"({st['dropped_duplicate']} dropped), {st['rejected_other_split']} of "
-              f"{st['candidates']} candidates belonged to another split")
+        print(
+            f"== {split}: {len(ds)} examples, duplicate rate {rate:.2%} "
+            f"({st['dropped_duplicate']} dropped), {st['rejected_other_split']} of "
+            f"{st['candidates']} candidates belonged to another split"
+        )
         cells = Counter(zip(ds["length"], ds["nesting"], strict=True))
         lengths = sorted({c[0] for c in cells})
         nestings = sorted({c[1] for c in cells})
@@ -166,16 +183,18 @@ def _show(a: argparse.Namespace) -> int:
         raise ConfigError(f"--split: expected one of {', '.join(dd)}, got {a.split!r}")
     ds = dd[a.split]
     for row in ds.select(range(min(a.n, len(ds)))):
-        print(f"--- {row['id']}  length {row['length']}, nesting {row['nesting']}, "
-              f"ops {' '.join(row['ops'])}")
+        print(
+            f"--- {row['id']}  length {row['length']}, nesting {row['nesting']}, ops {' '.join(row['ops'])}"
+        )
         print(row["program"])
         print(f"=> {row['target']}")
     return 0
 
 
 def _regenerate(a: argparse.Namespace) -> int:
-    _, differ = regenerate(a.manifest, a.out, num_proc=a.num_proc, overwrite=a.overwrite,
-                           progress=not a.quiet)
+    _, differ = regenerate(
+        a.manifest, a.out, num_proc=a.num_proc, overwrite=a.overwrite, progress=not a.quiet
+    )
     if differ:
         print(f"regenerated into {a.out}; {len(differ)} files differ: {', '.join(differ[:5])}")
         return 1
@@ -183,8 +202,13 @@ def _regenerate(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": _generate, "verify": _verify, "stats": _stats, "show": _show,
-            "regenerate": _regenerate}
+COMMANDS = {
+    "generate": _generate,
+    "verify": _verify,
+    "stats": _stats,
+    "show": _show,
+    "regenerate": _regenerate,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

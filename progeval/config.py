@@ -57,9 +57,7 @@ class DatasetConfig:
             need_int(split, 0)
         need_int("seed", 0)
         if self.curriculum not in CURRICULA:
-            raise ConfigError(
-                f"curriculum: expected one of {', '.join(CURRICULA)}, got {self.curriculum!r}"
-            )
+            raise ConfigError(f"curriculum: expected one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
         if self.family != "l2e":
             raise ConfigError(f"family: expected 'l2e', got {self.family!r}")
         w = tuple(self.split_weights)

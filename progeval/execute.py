@@ -61,6 +61,7 @@ class Outcome:
     error: str | None = None
 
 
+DEFAULT_LIMITS = Limits()
 _RUNNER = Path(__file__).with_name("_sandbox_runner.py")
 
 
@@ -89,7 +90,7 @@ def _run_batch(sources: list[str], limits: Limits) -> list[Outcome] | str:
     return [Outcome(r.get("output"), r.get("error")) for r in rows]
 
 
-def run_untrusted(sources: list[str], limits: Limits = Limits()) -> list[Outcome]:
+def run_untrusted(sources: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Outcome]:
     """Check each program, then run the accepted ones in a limited subprocess.
 
     A rejected program gets ``Outcome(None, "rejected: ...")`` and never runs. If the batch as a whole
@@ -107,9 +108,11 @@ def run_untrusted(sources: list[str], limits: Limits = Limits()) -> list[Outcome
     if runnable:
         batch = _run_batch([sources[i] for i in runnable], limits)
         if isinstance(batch, str):
-            batch = [_single(sources[i], limits) for i in runnable] if len(runnable) > 1 else [
-                Outcome(None, batch)
-            ]
+            batch = (
+                [_single(sources[i], limits) for i in runnable]
+                if len(runnable) > 1
+                else [Outcome(None, batch)]
+            )
         for i, outcome in zip(runnable, batch, strict=True):
             outcomes[i] = outcome
     return [o for o in outcomes if o is not None]

@@ -252,7 +252,11 @@ def load_dataset(path: Path) -> datasets.DatasetDict:
 
 
 def regenerate(
-    manifest_path: Path, out: Path, num_proc: int = 1, overwrite: bool = False, progress: bool = True
+    manifest_path: Path,
+    out: Path,
+    num_proc: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> tuple[dict, list[str]]:
     """Rebuild a dataset from its manifest; returns the new manifest and the files that differ."""
     from progeval import GENERATOR_VERSION
@@ -267,8 +271,7 @@ def regenerate(
     cfg = DatasetConfig.from_dict(old["config"])
     new = generate_dataset(cfg, Path(out), num_proc=num_proc, overwrite=overwrite, progress=progress)
     differ = sorted(
-        f for f in set(old["files"]) | set(new["files"])
-        if old["files"].get(f) != new["files"].get(f)
+        f for f in set(old["files"]) | set(new["files"]) if old["files"].get(f) != new["files"].get(f)
     )
     return new, differ
 

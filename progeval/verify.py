@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from progeval.execute import Limits, run_untrusted
+from progeval.execute import DEFAULT_LIMITS, Limits, run_untrusted
 from progeval.oracle import oracle_output
 from progeval.program import canonical_hash, to_stream
 from progeval.safety import UnsafeProgramError, check_program
@@ -56,7 +56,7 @@ def _check_row(row: dict, split: str, weights: tuple, seen: dict[str, str]) -> l
 
 
 def verify_dataset(
-    path: Path, execute: bool = True, limits: Limits = Limits(), progress: bool = True
+    path: Path, execute: bool = True, limits: Limits = DEFAULT_LIMITS, progress: bool = True
 ) -> Report:
     manifest = read_manifest(Path(path))
     weights = tuple(manifest["config"]["split_weights"])
@@ -68,7 +68,7 @@ def verify_dataset(
         for split, ds in dd.items():
             for start in range(0, len(ds), BATCH):
                 rows = ds[start : start + BATCH]
-                batch = [dict(zip(rows, vals, strict=True)) for vals in zip(*rows.values())]
+                batch = [dict(zip(rows, vals, strict=True)) for vals in zip(*rows.values(), strict=True)]
                 runnable = []
                 for row in batch:
                     found = _check_row(row, split, weights, seen)

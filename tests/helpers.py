@@ -32,6 +32,7 @@ def canonical_by_ast(source: str) -> str:
 
 def python_prints(source: str) -> str:
     """What a real, separate Python 3 interpreter prints for the program."""
-    out = subprocess.run([sys.executable, "-I", "-c", source], capture_output=True, text=True,
-                         timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", source], capture_output=True, text=True, timeout=30, check=True
+    )
     return out.stdout.rstrip("\n")

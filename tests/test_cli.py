@@ -11,12 +11,30 @@ from progeval.store import write_dataset
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "progeval", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "progeval", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
-SMALL = ["--length", "2", "--nest", "2", "--train", "200", "--valid", "40", "--test", "40",
-         "--test-extrapolate", "40", "--quiet"]
+SMALL = [
+    "--length",
+    "2",
+    "--nest",
+    "2",
+    "--train",
+    "200",
+    "--valid",
+    "40",
+    "--test",
+    "40",
+    "--test-extrapolate",
+    "40",
+    "--quiet",
+]
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -48,8 +66,10 @@ def test_generate_show_stats_verify_regenerate(tmp_path):
         (["--length", "x"], "argument --length: expected an integer, got 'x'"),
         (["--curriculum", "greedy"], "argument --curriculum: invalid choice: 'greedy'"),
         (["--nest", "40"], "nesting: expected an integer in 1..25, got 40"),
-        (["--length", "1", "--nest", "1", "--curriculum", "baseline", "--train", "20000"],
-         "cell (length=1, nesting=1) holds 11382 unique programs for split 'train'"),
+        (
+            ["--length", "1", "--nest", "1", "--curriculum", "baseline", "--train", "20000"],
+            "cell (length=1, nesting=1) holds 11382 unique programs for split 'train'",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2_and_leave_nothing(tmp_path, args, message):
@@ -96,9 +116,19 @@ def hostile_dataset(root: Path, tmp: Path) -> Path:
         "print(().__class__.__mro__[1].__subclasses__())",
         "a=7\nprint((a+1))",  # an honest row, with a wrong label
     ]
-    rows = [{"id": f"h{i}", "program": p, "stream": "", "target": "8" if i < 5 else "9",
-             "length": 1, "nesting": 1, "ops": [], "canonical_hash": ""}
-            for i, p in enumerate(programs)]
+    rows = [
+        {
+            "id": f"h{i}",
+            "program": p,
+            "stream": "",
+            "target": "8" if i < 5 else "9",
+            "length": 1,
+            "nesting": 1,
+            "ops": [],
+            "canonical_hash": "",
+        }
+        for i, p in enumerate(programs)
+    ]
     cfg = DatasetConfig(length=1, nesting=1, train=len(rows), valid=0, test=0, test_extrapolate=0)
     empty = {s: [] for s in ("valid", "test", "test_extrapolate")}
     stats = {s: SplitStats() for s in ("train", *empty)}
@@ -109,9 +139,13 @@ def hostile_dataset(root: Path, tmp: Path) -> Path:
 @pytest.mark.parametrize("flags", [[], ["--no-exec"]])
 def test_verify_rejects_hostile_programs_before_running_them(tmp_path, flags):
     marker = hostile_dataset(tmp_path / "bad", tmp_path)
-    r = subprocess.run([sys.executable, "-m", "progeval", "verify", str(tmp_path / "bad"),
-                        "--quiet", *flags], capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "progeval", "verify", str(tmp_path / "bad"), "--quiet", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 1, r.stderr
     lines = r.stdout.splitlines()
     rejected = [x for x in lines if "rejected before execution" in x]

@@ -21,13 +21,25 @@ def small(**kw) -> DatasetConfig:
 
 
 def tree_bytes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_splits_of_100k_examples_share_no_id_and_no_canonical_form():
-    cfg = DatasetConfig(length=4, nesting=3, curriculum="mix", train=80_000, valid=8_000,
-                        test=8_000, test_extrapolate=4_000, seed=12, oracle_rate=0.02)
+    cfg = DatasetConfig(
+        length=4,
+        nesting=3,
+        curriculum="mix",
+        train=80_000,
+        valid=8_000,
+        test=8_000,
+        test_extrapolate=4_000,
+        seed=12,
+        oracle_rate=0.02,
+    )
     records, stats = generate_splits(cfg, num_proc=2, progress=False)
     assert sum(len(r) for r in records.values()) == 100_000
     owner_id: dict[str, str] = {}
@@ -57,19 +69,30 @@ def test_dataset_columns_cells_and_manifest(tmp_path):
     m = generate_dataset(cfg, tmp_path / "d", progress=False)
     dd = load_dataset(tmp_path / "d")
     assert list(dd) == ["train", "valid", "test", "test_extrapolate"]
-    assert {k: len(v) for k, v in dd.items()} == {"train": 600, "valid": 150, "test": 150,
-                                                 "test_extrapolate": 150}
+    assert {k: len(v) for k, v in dd.items()} == {
+        "train": 600,
+        "valid": 150,
+        "test": 150,
+        "test_extrapolate": 150,
+    }
     row = dd["train"][0]
-    assert set(row) == {"id", "program", "stream", "target", "length", "nesting", "ops",
-                        "canonical_hash"}
+    assert set(row) == {
+        "id",
+        "program",
+        "stream",
+        "target",
+        "length",
+        "nesting",
+        "ops",
+        "canonical_hash",
+    }
     assert dd["train"].features["ops"].feature.dtype == "string"
     assert progeval.parse_stream(row["stream"]) == (row["program"], row["target"])
     train_cells = Counter(zip(dd["train"]["length"], dd["train"]["nesting"], strict=True))
     assert set(train_cells) == {(a, b) for a in (1, 2, 3) for b in (1, 2)}
     test_cells = Counter(zip(dd["test"]["length"], dd["test"]["nesting"], strict=True))
     assert sorted(test_cells.values()) == [25] * 6  # spread evenly
-    ext = set(zip(dd["test_extrapolate"]["length"], dd["test_extrapolate"]["nesting"],
-                  strict=True))
+    ext = set(zip(dd["test_extrapolate"]["length"], dd["test_extrapolate"]["nesting"], strict=True))
     assert ext == {(a, b) for a in range(1, 6) for b in range(1, 4)} - set(train_cells)
     for split, ds in dd.items():
         assert all(1 <= ln <= 10 for ln in ds["length"]), split
@@ -84,8 +107,7 @@ def test_dataset_columns_cells_and_manifest(tmp_path):
 
 
 def test_loading_checks_the_manifest(tmp_path):
-    generate_dataset(small(train=50, valid=10, test=10, test_extrapolate=10), tmp_path / "d",
-                     progress=False)
+    generate_dataset(small(train=50, valid=10, test=10, test_extrapolate=10), tmp_path / "d", progress=False)
     jsonl = tmp_path / "d" / "jsonl" / "train.jsonl"
     jsonl.write_text(jsonl.read_text().replace('"target":"', '"target":"1', 1))
     with pytest.raises(ManifestError, match="jsonl/train.jsonl: SHA-256 differs"):
@@ -102,10 +124,14 @@ def test_regenerate_reproduces_every_byte(tmp_path):
 
 
 def test_different_seeds_still_never_share_a_program_across_splits():
-    a, _ = generate_splits(small(seed=1, length=1, nesting=1, train=2000, valid=200, test=200,
-                                 test_extrapolate=0), progress=False)
-    b, _ = generate_splits(small(seed=2, length=1, nesting=1, train=2000, valid=200, test=200,
-                                 test_extrapolate=0), progress=False)
+    a, _ = generate_splits(
+        small(seed=1, length=1, nesting=1, train=2000, valid=200, test=200, test_extrapolate=0),
+        progress=False,
+    )
+    b, _ = generate_splits(
+        small(seed=2, length=1, nesting=1, train=2000, valid=200, test=200, test_extrapolate=0),
+        progress=False,
+    )
     train = {r["canonical_hash"] for r in a["train"]} | {r["canonical_hash"] for r in b["train"]}
     held_out = {r["canonical_hash"] for s in ("valid", "test") for r in a[s] + b[s]}
     assert not train & held_out
@@ -137,13 +163,28 @@ def test_capacity_of_the_smallest_cell_is_counted_exactly():
 
 
 def test_asking_a_cell_for_more_than_it_holds_says_what_it_holds():
-    holds = sum(1 for p in all_programs_length1_nesting1()
-                if progeval.splits.bucket(canonical_hash(p)) == "valid")
-    cfg = DatasetConfig(length=1, nesting=1, curriculum="baseline", train=10, valid=holds + 1,
-                        test=0, test_extrapolate=0)
+    holds = sum(
+        1 for p in all_programs_length1_nesting1() if progeval.splits.bucket(canonical_hash(p)) == "valid"
+    )
+    cfg = DatasetConfig(
+        length=1,
+        nesting=1,
+        curriculum="baseline",
+        train=10,
+        valid=holds + 1,
+        test=0,
+        test_extrapolate=0,
+    )
     with pytest.raises(CapacityError, match=f"holds {holds} unique programs for split 'valid'"):
         generate_splits(cfg, progress=False)
-    cfg = DatasetConfig(length=1, nesting=1, curriculum="baseline", train=10, valid=holds // 2,
-                        test=0, test_extrapolate=0)
+    cfg = DatasetConfig(
+        length=1,
+        nesting=1,
+        curriculum="baseline",
+        train=10,
+        valid=holds // 2,
+        test=0,
+        test_extrapolate=0,
+    )
     records, _ = generate_splits(cfg, progress=False)
     assert len({r["canonical_hash"] for r in records["valid"]}) == holds // 2

@@ -9,8 +9,12 @@ from progeval.draws import RandomDraw
 from progeval.fastexec import ShapeCache
 
 
-@given(seed=st.integers(0, 2**32), length=st.integers(1, 10), nesting=st.integers(1, 6),
-       index=st.integers(0, 10**6))
+@given(
+    seed=st.integers(0, 2**32),
+    length=st.integers(1, 10),
+    nesting=st.integers(1, 6),
+    index=st.integers(0, 10**6),
+)
 def test_shape_cache_equals_the_slow_twin(seed, length, nesting, index):
     cache = ShapeCache()
     for k in range(3):  # the first run fills the cache, later ones hit it

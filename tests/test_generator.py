@@ -88,13 +88,17 @@ def test_targets_equal_real_python_output():
 
 
 def test_program_does_not_depend_on_pythonhashseed():
-    code = ("from progeval import generate_program as g;"
-            "print([g(7, 'train', 5, 4, i).source for i in range(20)])")
+    code = (
+        "from progeval import generate_program as g;print([g(7, 'train', 5, 4, i).source for i in range(20)])"
+    )
     outs = set()
     for hashseed in ("0", "1", "12345"):
         env = dict(os.environ, PYTHONHASHSEED=hashseed)
-        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                                text=True, check=True).stdout)
+        outs.add(
+            subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            ).stdout
+        )
     assert len(outs) == 1
 
 

@@ -17,8 +17,10 @@ from progeval.oracle import OracleMismatch
         ("a=5\nfor x in range(0):a+=3\nprint(a)", "5"),
         ("print((3 if 2<1 else 4*9))", "36"),
         ("print((3 if 2>1 else 4))", "3"),
-        ("b=99999999999999999999\nprint(b*99999999999999999999*9)",
-         str(9 * 99999999999999999999**2)),
+        (
+            "b=99999999999999999999\nprint(b*99999999999999999999*9)",
+            str(9 * 99999999999999999999**2),
+        ),
     ],
 )
 def test_oracle_on_hand_computed_programs(source, expected):
@@ -35,7 +37,6 @@ def test_disagreement_is_an_error_not_a_drop(monkeypatch):
     import progeval.build as build
 
     monkeypatch.setattr(build._SHAPES, "run", lambda source, canonical=None: "7")
-    cfg = DatasetConfig(length=2, nesting=2, train=20, valid=0, test=0, test_extrapolate=0,
-                        oracle_rate=1.0)
+    cfg = DatasetConfig(length=2, nesting=2, train=20, valid=0, test=0, test_extrapolate=0, oracle_rate=1.0)
     with pytest.raises(OracleMismatch, match="execution printed 7"):
         generate_splits(cfg, progress=False)

@@ -14,7 +14,9 @@ HOSTILE = {
     "print(().__class__)": r"line 1: attribute access \(Attribute\)",
     "a=1\nwhile a:\n  a+=1\nprint(a)": r"line 2: while loop \(While\)",
     "print(9**9**9)": r"line 1: operator \*\* \(Pow\)",
-    "a=1\nfor x in range(10**9):a+=1\nprint(a)": r"line 2: the argument of range\(\) must be an integer literal, got 10 \*\* 9",
+    "a=1\nfor x in range(10**9):a+=1\nprint(a)": (
+        r"line 2: the argument of range\(\) must be an integer literal, got 10 \*\* 9"
+    ),
     "a=1\nfor x in range(1000000000):a+=1\nprint(a)": r"line 2: range\(1000000000\) exceeds",
     "a=2\nb=a*a\nprint(b)": r"line 2: multiplication",
     "a=2\nfor x in range(50):a+=a\nprint(a)": r"line 2: a loop body may not read 'a'",
