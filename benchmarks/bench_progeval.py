@@ -19,11 +19,15 @@ import time
 from datetime import date
 from pathlib import Path
 
+from progeval import build
 from progeval.build import generate_splits
 from progeval.config import DatasetConfig
 
 
-def measure(length: int, nesting: int, oracle_rate: float, procs: int, n: int) -> tuple:
+def measure(length: int, nesting: int, oracle_rate: float, procs: int, n: int, seed: int) -> tuple:
+    # A cold start, as a fresh `python -m progeval generate` has: no compiled shapes yet (forked
+    # workers would inherit this process's), and a seed no earlier run used.
+    build._SHAPES.shapes.clear()
     cfg = DatasetConfig(
         length=length,
         nesting=nesting,
@@ -33,7 +37,7 @@ def measure(length: int, nesting: int, oracle_rate: float, procs: int, n: int) -
         test=0,
         test_extrapolate=0,
         oracle_rate=oracle_rate,
-        seed=0,
+        seed=seed,
     )
     t0 = time.perf_counter()
     _, stats = generate_splits(cfg, num_proc=procs, progress=False)
@@ -51,7 +55,9 @@ def main() -> None:
     for cell in ((6, 3), (10, 5)):
         for rate in (0.1, 1.0):
             for procs in sorted({1, cores}):
-                runs = [measure(*cell, rate, procs, args.examples * procs) for _ in range(args.repeats)]
+                runs = [
+                    measure(*cell, rate, procs, args.examples * procs, 100 + r) for r in range(args.repeats)
+                ]
                 prog = statistics.median(r[0] for r in runs)
                 cand = statistics.median(r[1] for r in runs)
                 rows.append((cell, rate, procs, prog, prog / procs, cand))
