@@ -49,9 +49,9 @@ def _check_row(row: dict, split: str, weights: tuple, seen: dict[str, str]) -> l
         problems.append(f"{split}/{rid}: canonical_hash does not match the program")
     if bucket(digest, weights) != BUCKET_OF.get(split, split):
         problems.append(f"{split}/{rid}: program belongs to the {bucket(digest, weights)} bucket")
-    other = seen.setdefault(digest, split)
-    if other != split and {other, split} != {"test", "test_extrapolate"}:
-        problems.append(f"{split}/{rid}: the same program (up to renaming) is also in {other}")
+    first = seen.setdefault(digest, f"{split}/{rid}")
+    if first != f"{split}/{rid}":
+        problems.append(f"{split}/{rid}: the same program (up to renaming) as {first}")
     return problems
 
 
