@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as err:
         print(f"progeval {args.command}: error: invalid JSON: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permissions, a vanished folder: say which, in one line
+        print(f"progeval {args.command}: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into head and the like
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0

@@ -66,8 +66,10 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     parent = out.absolute().parent
     if not parent.is_dir():
         raise ConfigError(f"--out: folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out: cannot write in {str(parent)!r} (permission denied)")
+    try:  # the honest test of writability: make (and remove) a folder there
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+    except OSError as err:
+        raise ConfigError(f"--out: cannot write in {str(parent)!r}: {err.strerror}") from None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

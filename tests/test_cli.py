@@ -97,6 +97,9 @@ def test_unwritable_out_is_refused(tmp_path):
     blocker.write_text("")
     r = cli("generate", *SMALL, "--out", str(blocker / "pe"))
     assert r.returncode == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
+    r = cli("generate", *SMALL, "--out", "/proc/pe")  # a folder no one can create entries in
+    assert r.returncode == 2 and "--out: cannot write in '/proc'" in r.stderr
+    assert r.stderr.count("\n") == 1
 
 
 def test_reading_commands_refuse_a_folder_that_is_not_a_dataset(tmp_path):
