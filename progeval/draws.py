@@ -15,8 +15,10 @@ from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
-#: Letters a generated program may use for its variables. ``x`` is kept for the for-loop counter.
-VARIABLE_LETTERS = "abcdefghijklmnopqrstuvwyz"
+#: Letters for variables, in the order they are offered: the original generator draws from a..j only;
+#: programs that need more than ten variables continue with the rest. ``x`` is the for-loop counter.
+FIRST_LETTERS = "abcdefghij"
+VARIABLE_LETTERS = FIRST_LETTERS + "klmnopqrstuvwyz"
 
 
 class Draw(Protocol):
@@ -53,7 +55,7 @@ class RandomDraw:
         return options[self._below(len(options))]
 
     def variable(self, used: set[str]) -> str:
-        free = [c for c in VARIABLE_LETTERS if c not in used]
+        free = [c for c in FIRST_LETTERS if c not in used] or [c for c in VARIABLE_LETTERS if c not in used]
         if not free:
             raise ValueError(f"program needs more than {len(VARIABLE_LETTERS)} variables")
         return free[self._below(len(free))]
@@ -107,12 +109,12 @@ def enumerate_all(build: Callable[[Draw], T], limit: int) -> Iterator[T]:
         replay = _Replay(prefix)
         yield build(replay)
         count += 1
-        if count > limit:
-            raise ValueError(f"more than {limit} choice sequences")
         taken, sizes = replay.taken, replay.sizes
         pos = len(taken) - 1
         while pos >= 0 and taken[pos] + 1 >= sizes[pos]:
             pos -= 1
         if pos < 0:
             return
+        if count == limit:
+            raise ValueError(f"more than {limit} choice sequences")
         prefix = taken[:pos] + [taken[pos] + 1]

@@ -3,7 +3,10 @@
 Faithful to the original generator: ``nesting`` operations are composed, each chosen uniformly from six;
 each takes the previous operation's expression as one operand, in a slot chosen uniformly, and fresh
 numbers for its other operands. Numbers are uniform in ``1..10**length - 1`` (at most ``length``
-digits); multipliers and loop counts are uniform in ``1..4*length``; variables are fresh single letters.
+digits); multipliers and loop counts are uniform in ``1..4*length``; variables are fresh letters drawn
+from ``a..j`` as the original does (then from the other letters but ``x``, for programs that need more
+than ten). The text matches the original's: ``(a*7)`` for a small multiplication, ``v=e;`` (with its
+semicolon) for an assignment, ``v=e`` then ``for x in range(n):v+=e`` for a loop.
 
 The original draws numbers from ``1..10**length`` inclusive, which gives a ``length + 1``-digit number
 once in ``10**length`` draws; we keep the documented digit bound instead (see README, "Decisions").
@@ -63,7 +66,7 @@ def _pair(s: _State, prev: str | None) -> str:
 def _smallmul(s: _State, prev: str | None) -> str:
     (a,) = s.operands(prev, 1)
     b = s.draw.integer(1, max_small(s.length))
-    return f"{a}*{b}" if s.draw.choice((True, False)) else f"{b}*{a}"
+    return f"({a}*{b})" if s.draw.choice((True, False)) else f"({b}*{a})"
 
 
 def _equality(s: _State, prev: str | None) -> str:
@@ -74,7 +77,7 @@ def _equality(s: _State, prev: str | None) -> str:
 def _vars(s: _State, prev: str | None) -> str:
     v = s.fresh_variable()
     a, b = s.operands(prev, 2)
-    s.statements.append(f"{v}={a}")
+    s.statements.append(f"{v}={a};")  # the original emits this statement with a semicolon
     return f"({v}{s.draw.choice('+-')}{b})"
 
 

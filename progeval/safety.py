@@ -5,13 +5,16 @@ Grammar accepted (everything else is rejected with the construct and its line):
     program    := (assign | loop)* "print(" expr ")"
     assign     := NAME "=" expr
     loop       := "for" NAME "in range(" INT "):" NAME ("+=" | "-=") expr
-    expr       := INT | NAME | "(" expr ("+" | "-") expr ")" | expr "*" expr   # a side without NAMEs
-                | "(" expr "if" expr ("<" | ">") expr "else" expr ")"
+    expr       := INT | NAME | expr ("+" | "-") expr | expr "*" expr   # one side without NAMEs
+                | expr "if" expr ("<" | ">") expr "else" expr
 
-NAME is one lowercase letter, INT a non-negative literal of at most MAX_LITERAL_DIGITS digits, a range
-is at most MAX_RANGE, all ranges together at most MAX_TOTAL_ITERATIONS, and every variable is read at
-most once (a loop body never reads its own variables). With these rules every value has about as many
-digits as the program has characters, and every program runs in time linear in its size.
+(checked on the syntax tree, so parentheses are free). The source is ASCII and at most
+MAX_SOURCE_CHARS long; NAME is one lowercase letter, INT a non-negative literal of at most
+MAX_LITERAL_DIGITS digits; expressions nest at most MAX_DEPTH deep; a range is at most MAX_RANGE, all
+ranges together at most MAX_TOTAL_ITERATIONS; every variable is read at most once and a loop body reads
+neither its counter nor the variable it updates (which must differ). So a value's digits are bounded
+from the tree (the printed one by MAX_VALUE_DIGITS), and the check and the run take time linear in the
+program's size.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ MAX_SOURCE_CHARS = 20_000
 MAX_LITERAL_DIGITS = 30
 MAX_RANGE = 10_000
 MAX_TOTAL_ITERATIONS = 100_000
+MAX_DEPTH = 100
+#: Python refuses to print integers of more than 4,300 digits; the check bounds every value below it.
+MAX_VALUE_DIGITS = 4_000
 
 _FRIENDLY = {
     "Import": "import statement",
@@ -63,15 +69,12 @@ def _describe(node: ast.AST) -> str:
     return f"{_FRIENDLY.get(kind, kind)} ({kind}) is not allowed"
 
 
-def _reads_name(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) for n in ast.walk(node))
-
-
 class _Checker:
     def __init__(self) -> None:
         self.defined: set[str] = set()
         self.read: set[str] = set()
         self.forbidden: set[str] = set()
+        self.digits: dict[str, int] = {}  # an upper bound on the digits of each variable's value
         self.iterations = 0
 
     def name(self, node: ast.AST, store: bool) -> str:
@@ -103,19 +106,25 @@ class _Checker:
             raise _reject(node, f"range({node.value}) exceeds the bound {bound}")
         return node.value
 
-    def expr(self, node: ast.AST) -> None:
+    def expr(self, node: ast.AST, depth: int = 0) -> tuple[bool, int]:
+        """Check an expression; returns (whether it reads a variable, a bound on its digits)."""
+        if depth > MAX_DEPTH:
+            raise _reject(node, f"expression nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, ast.Constant):
-            self.literal(node)
-        elif isinstance(node, ast.Name):
-            self.name(node, store=False)
-        elif isinstance(node, ast.BinOp):
+            return False, len(str(self.literal(node)))
+        if isinstance(node, ast.Name):
+            return True, self.digits[self.name(node, store=False)]
+        if isinstance(node, ast.BinOp):
             if not isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
                 raise _reject(node, _describe(node.op))
-            if isinstance(node.op, ast.Mult) and all(map(_reads_name, (node.left, node.right))):
-                raise _reject(node, "multiplication needs a side made of integer literals only")
-            self.expr(node.left)
-            self.expr(node.right)
-        elif isinstance(node, ast.IfExp):
+            left_reads, left = self.expr(node.left, depth + 1)
+            right_reads, right = self.expr(node.right, depth + 1)
+            if isinstance(node.op, ast.Mult):
+                if left_reads and right_reads:
+                    raise _reject(node, "multiplication needs a side made of integer literals only")
+                return left_reads or right_reads, left + right
+            return left_reads or right_reads, max(left, right) + 1
+        if isinstance(node, ast.IfExp):
             test = node.test
             if not (
                 isinstance(test, ast.Compare)
@@ -123,14 +132,12 @@ class _Checker:
                 and isinstance(test.ops[0], (ast.Lt, ast.Gt))
             ):
                 raise _reject(node, "the condition of an if-expression must be 'a < b' or 'a > b'")
-            self.expr(test.left)
-            self.expr(test.comparators[0])
-            self.expr(node.body)
-            self.expr(node.orelse)
-        elif isinstance(node, ast.Call):
+            parts = [test.left, test.comparators[0], node.body, node.orelse]
+            checked = [self.expr(part, depth + 1) for part in parts]
+            return any(r for r, _ in checked), max(checked[2][1], checked[3][1])
+        if isinstance(node, ast.Call):
             raise _reject(node, f"call to {ast.unparse(node.func)[:40]} is not allowed here")
-        else:
-            raise _reject(node, _describe(node))
+        raise _reject(node, _describe(node))
 
     def range_count(self, node: ast.AST) -> int:
         if not (
@@ -157,21 +164,26 @@ class _Checker:
         target = self.name(body.target, store=True)
         if target not in self.defined:
             raise _reject(body, f"name {target!r} is updated before it is assigned")
+        if target == counter:
+            raise _reject(body, f"the loop counter {counter!r} may not be the variable the loop updates")
         # The body may read neither the counter nor the variable it updates, so a loop adds
         # count * (a fixed value) and cannot grow a number exponentially.
         self.forbidden = {counter, target}
-        self.expr(body.value)
+        _, step = self.expr(body.value)
         self.forbidden = set()
+        self.digits[target] = max(self.digits[target], len(str(count)) + step) + 1
         if count >= 1:  # Python binds the counter only when the loop runs at least once.
             self.defined.add(counter)
             self.read.discard(counter)
+            self.digits[counter] = len(str(count))
 
     def statement(self, node: ast.stmt) -> None:
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            self.expr(node.value)
+            _, digits = self.expr(node.value)
             name = self.name(node.targets[0], store=True)
             self.defined.add(name)
             self.read.discard(name)
+            self.digits[name] = digits
         elif isinstance(node, ast.For):
             self.loop(node)
         else:
@@ -195,7 +207,9 @@ class _Checker:
             if not isinstance(last, ast.Expr):
                 self.statement(last)  # names the construct when it is not allowed anywhere
             raise _reject(last, "the last statement must be print(<expression>)")
-        self.expr(last.value.args[0])
+        _, digits = self.expr(last.value.args[0])
+        if digits > MAX_VALUE_DIGITS:
+            raise _reject(last, f"the printed value could have more than {MAX_VALUE_DIGITS} digits")
 
 
 def check_program(source: str) -> ast.Module:
@@ -204,11 +218,19 @@ def check_program(source: str) -> ast.Module:
         raise UnsafeProgramError(f"a program must be a str, got {type(source).__name__}")
     if len(source) > MAX_SOURCE_CHARS:
         raise UnsafeProgramError(f"program has {len(source)} characters; at most {MAX_SOURCE_CHARS}")
+    if not source.isascii():
+        # Python folds Unicode names (NFKC), so text-level renaming would not see what Python sees.
+        bad = next(c for c in source if not c.isascii())
+        line = source[: source.index(bad)].count("\n") + 1
+        raise UnsafeProgramError(f"line {line}: non-ASCII character {bad!r} is not allowed")
     try:
         tree = ast.parse(source, mode="exec")
     except SyntaxError as err:
         raise UnsafeProgramError(f"line {err.lineno}: syntax error: {err.msg}") from None
     except (RecursionError, MemoryError, ValueError) as err:
         raise UnsafeProgramError(f"program cannot be parsed: {type(err).__name__}") from None
-    _Checker().program(tree)
+    try:
+        _Checker().program(tree)
+    except RecursionError:
+        raise UnsafeProgramError(f"program nests deeper than {MAX_DEPTH} levels") from None
     return tree

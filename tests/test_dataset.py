@@ -143,11 +143,11 @@ def all_programs_length1_nesting1() -> set[str]:
     out = set()
     for a, b, op in itertools.product(d, d, "+-"):
         out.add(f"print(({a}{op}{b}))")
-        out.add(f"a={a}\nprint((a{op}{b}))")
+        out.add(f"a={a};\nprint((a{op}{b}))")
         for n in m:
             out.add(f"a={a}\nfor x in range({n}):a{op}={b}\nprint(a)")
     for a, k in itertools.product(d, m):
-        out |= {f"print({a}*{k})", f"print({k}*{a})"}
+        out |= {f"print(({a}*{k}))", f"print(({k}*{a}))"}
     out |= {f"print({a})" for a in d}
     for a, b, c, e, cmp in itertools.product(d, d, d, d, "<>"):
         out.add(f"print(({c} if {a}{cmp}{b} else {e}))")

@@ -128,17 +128,17 @@ def test_previous_expression_lands_in_every_operand_slot():
     assert sum(slots.values()) > 60 and all(slots[k] > 0.12 * sum(slots.values()) for k in range(4))
 
 
-def test_multipliers_and_loop_counts_span_one_to_four_times_length():
+def test_multipliers_and_loop_counts_cover_one_to_four_times_length():
     mults, counts = Counter(), Counter()
-    for i in range(3000):
-        p = generate_program(9, "train", 2, 1, i)
-        if p.ops == ("smallmul",):
-            a, b = map(int, p.source[6:-1].split("*"))
-            mults[a if a <= 8 and b > 8 else b if a > 8 else min(a, b)] += 1
-        if p.ops == ("loop",):
+    for i in range(6000):
+        p = generate_program(9, "train", 2, 2, i)
+        if p.ops == ("pair", "smallmul"):  # the multiplier is the side that is a literal
+            mul = ast.parse(p.source).body[-1].value.args[0]
+            side = mul.right if isinstance(mul.left, ast.BinOp) else mul.left
+            mults[side.value] += 1
+        if p.ops[1] == "loop":
             counts[int(re.search(r"range\((\d+)\)", p.source).group(1))] += 1
-    assert set(counts) == set(range(1, 9))
-    assert min(mults) == 1 and max(mults) <= 8
+    assert set(mults) == set(range(1, 9)) and set(counts) == set(range(1, 9))
 
 
 @pytest.mark.parametrize("length,nesting", [(0, 1), (1, 0), (1, 26), (31, 1), (True, 1)])
@@ -150,6 +150,6 @@ def test_bad_cells_are_refused(length, nesting):
 def test_known_program_is_stable():
     # Guards the generator's bytes: if this changes, bump progeval.GENERATOR_VERSION.
     p = generate_program(0, "train", 2, 3, 0)
-    assert p.source == "q=4\nh=(64+(q-68))\nfor x in range(6):h+=20\nprint(h)"
+    assert p.source == "i=4;\nd=(64+(i-68))\nfor x in range(6):d+=20\nprint(d)"
     assert p.ops == ("vars", "pair", "loop")
     assert python_prints(p.source) == "120"

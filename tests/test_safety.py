@@ -18,7 +18,21 @@ HOSTILE = {
         r"line 2: the argument of range\(\) must be an integer literal, got 10 \*\* 9"
     ),
     "a=1\nfor x in range(1000000000):a+=1\nprint(a)": r"line 2: range\(1000000000\) exceeds",
-    "a=2\nb=a*a\nprint(b)": r"line 2: multiplication",
+    "a=2\nb=a*a\nprint(b)": r"line 2: variable 'a' is read more than once",
+    "a=2\nb=3\nprint(a*b)": r"line 3: multiplication needs a side made of integer literals only",
+    "a=5\nfor a in range(3):a+=1\nprint(a)": r"line 2: the loop counter 'a' may not be the variable",
+    "b=1\n\uff42=3\nprint(b)": r"line 2: non-ASCII character '\uff42'",
+    "print(" + "1*" * 150 + "1)": r"nested deeper than 100 levels",
+    "print(" + "1*" * 2500 + "1)": r"nested deeper than 100 levels",
+    "print(" + "(" * 300 + "1" + ")" * 300 + ")": r"syntax error|nest",
+    # Three products of 60 thirty-digit factors: 5,400 digits, more than Python can print.
+    "a="
+    + "*".join(["9" * 30] * 60)
+    + "\nb=a*"
+    + "*".join(["9" * 30] * 60)
+    + "\nc=b*"
+    + "*".join(["9" * 30] * 60)
+    + "\nprint(c)": r"line 4: the printed value could have more than 4000",
     "a=2\nfor x in range(50):a+=a\nprint(a)": r"line 2: a loop body may not read 'a'",
     "a=9\nb=(a+a)\nprint(b)": r"line 2: variable 'a' is read more than once",
     "print(b)": r"line 1: name 'b' is read before it is assigned",
