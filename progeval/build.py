@@ -103,7 +103,7 @@ def make_candidates(cfg: DatasetConfig, split: str, cell: Cell, start: int, stop
         if bucket(digest, cfg.split_weights) != own:
             out.append((j, "other_split", "", None, False))
             continue
-        target = _SHAPES.run(source, canonical)
+        target = _SHAPES.run(source)
         checked = oracle_sampled(digest, cfg.oracle_rate)
         if checked and oracle_output(source) != target:
             raise OracleMismatch(f"execution printed {target} but the oracle says otherwise:\n{source}")

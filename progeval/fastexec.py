@@ -3,9 +3,11 @@
 A shape is the canonical form (variables renamed) with every integer literal replaced by a name
 ``_0, _1, ...``. Generated programs share few shapes (about 5,800 at nesting 3), so most programs run a
 cached code object with their own numbers bound to those names, which is the same Python computation
-on the same integers. The first program of a shape goes through the full `check_program`; later ones
-only need the checks that depend on the numbers (literal length, no leading zero, range bounds), since
-everything else the allow-list decides is the same for every program of the shape.
+on the same integers. The first program of a shape goes through the full `check_program`. A later one
+shares everything the allow-list decides from the tree but the numbers and the raw text, so it only
+needs those checks: source length, ASCII, no ``_`` (the placeholders' character), literal length, no
+leading zero, range bounds and total iterations, and counts of at least 1 (so loop counters are bound
+as for the first program). Anything else goes through the full check again.
 
 `run_trusted` in progeval.execute is the slow, readable twin; tests compare the two.
 """
@@ -20,6 +22,7 @@ from progeval.program import canonical_form
 from progeval.safety import (
     MAX_LITERAL_DIGITS,
     MAX_RANGE,
+    MAX_SOURCE_CHARS,
     MAX_TOTAL_ITERATIONS,
     check_program,
 )
@@ -42,24 +45,29 @@ class ShapeCache:
         self.shapes: dict[str, _Shape] = {}
         self.misses = 0
 
-    def _numbers_ok(self, numbers: list[str], shape: _Shape) -> bool:
+    @staticmethod
+    def _hit_ok(source: str, numbers: list[str], shape: _Shape) -> bool:
+        """What the full check decides from the text and the numbers, rather than from the shape."""
+        if len(source) > MAX_SOURCE_CHARS or not source.isascii() or "_" in source:
+            return False
         for n in numbers:
             if len(n) > MAX_LITERAL_DIGITS or (n[0] == "0" and len(n) > 1):
                 return False
         counts = [int(numbers[k]) for k in shape.range_slots]
-        return all(c <= MAX_RANGE for c in counts) and sum(counts) <= MAX_TOTAL_ITERATIONS
+        # Counts of at least 1, so loop counters are bound as they were for the shape's first program.
+        return all(1 <= c <= MAX_RANGE for c in counts) and sum(counts) <= MAX_TOTAL_ITERATIONS
 
-    def run(self, source: str, canonical: str | None = None) -> str:
-        """The printed output of ``source`` (``canonical``: its canonical form, if already known)."""
+    def run(self, source: str) -> str:
+        """The printed output of ``source``; raises UnsafeProgramError as `check_program` does."""
         numbers: list[str] = []
 
         def slot(match: re.Match[str]) -> str:
             numbers.append(match.group(0))
             return f"_{len(numbers) - 1}"
 
-        template = _NUMBER.sub(slot, canonical_form(source) if canonical is None else canonical)
+        template = _NUMBER.sub(slot, canonical_form(source))
         shape = self.shapes.get(template)
-        if shape is None or not self._numbers_ok(numbers, shape):
+        if shape is None or not self._hit_ok(source, numbers, shape):
             tree = check_program(source)  # the full allow-list on the real program; raises if not
             if shape is not None:  # allowed numbers the quick test does not know (such as 00)
                 return run_trusted(source, tree)

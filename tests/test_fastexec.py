@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from progeval import UnsafeProgramError, generate_program, run_trusted
+from progeval import UnsafeProgramError, check_program, generate_program, run_trusted
 from progeval.draws import RandomDraw
 from progeval.fastexec import ShapeCache
 
@@ -66,3 +66,25 @@ def test_random_draw_gives_the_same_numbers_as_random_randrange():
         assert [a.randrange(n) for _ in range(500)] == [b.integer(0, n - 1) for _ in range(500)]
         a, b = random.Random(6), RandomDraw(random.Random(6))
         assert [a.randint(3, n + 3) for _ in range(500)] == [b.integer(3, n + 3) for _ in range(500)]
+
+
+@pytest.mark.parametrize(
+    "warm,hostile,message",
+    [
+        ("a=1\n" * 700 + "print(a)", ("a=" + "9" * 30 + "\n") * 700 + "print(a)", "at most 20000"),
+        ("print(5)", "print(_0)", "name '_0' is not allowed"),
+        (
+            "a=1\nfor x in range(2):a+=1\nprint((a+x))",
+            "a=1\nfor x in range(0):a+=1\nprint((a+x))",
+            "name 'x' is read before it is assigned",
+        ),
+        ("b=1\na=2\nc=3\nprint((a-b))", "b=1\na=2\n\uff42=3\nprint((a-b))", "non-ASCII"),
+    ],
+)
+def test_a_warm_cache_never_runs_what_the_full_check_rejects(warm, hostile, message):
+    cache = ShapeCache()
+    assert cache.run(warm) == run_trusted(warm)
+    with pytest.raises(UnsafeProgramError, match=message):
+        check_program(hostile)
+    with pytest.raises(UnsafeProgramError, match=message):
+        cache.run(hostile)

@@ -36,7 +36,7 @@ def test_loop_closed_form_is_exact(a, b, n):
 def test_disagreement_is_an_error_not_a_drop(monkeypatch):
     import progeval.build as build
 
-    monkeypatch.setattr(build._SHAPES, "run", lambda source, canonical=None: "7")
+    monkeypatch.setattr(build._SHAPES, "run", lambda source: "7")
     cfg = DatasetConfig(length=2, nesting=2, train=20, valid=0, test=0, test_extrapolate=0, oracle_rate=1.0)
     with pytest.raises(OracleMismatch, match="execution printed 7"):
         generate_splits(cfg, progress=False)
