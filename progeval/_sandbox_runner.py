@@ -12,6 +12,7 @@ resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 resource.setrlimit(resource.RLIMIT_AS, (limits["memory_bytes"], limits["memory_bytes"]))
 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 max_chars = int(limits["output_chars"])
 
 results = []

@@ -27,7 +27,7 @@ from progeval.fastexec import ShapeCache
 from progeval.generator import generate_program
 from progeval.oracle import OracleMismatch, oracle_output
 from progeval.program import canonical_form, to_stream
-from progeval.splits import BUCKET_OF, SPLITS, bucket, oracle_sampled
+from progeval.splits import BUCKET_OF, BUCKETS, SPLITS, bucket, oracle_sampled
 
 #: Candidates a cell may use per example asked before generation gives up on it.
 MAX_CANDIDATES_PER_EXAMPLE = 2_000
@@ -60,9 +60,11 @@ def cell_counts(cfg: DatasetConfig, split: str) -> dict[Cell, int]:
         # Each training example draws its own cell, as the mix curriculum does.
         rng = random.Random(derive_seed("progeval-cells", cfg.seed, split))
         state = cfg.curriculum_state()
-        drawn = Counter(state._mix(rng) for _ in range(n))
+        drawn = Counter(state.sample_mix(rng) for _ in range(n))
         return {c: drawn[c] for c in sorted(drawn)}
     cells = cfg.extrapolation_cells() if split == "test_extrapolate" else cfg.training_cells()
+    if n == 0 or not cells:
+        return {}
     base, extra = divmod(n, len(cells))
     counts = {c: base + (1 if i < extra else 0) for i, c in enumerate(cells)}
     return {c: k for c, k in counts.items() if k}
@@ -70,6 +72,8 @@ def cell_counts(cfg: DatasetConfig, split: str) -> dict[Cell, int]:
 
 def check_capacity(cfg: DatasetConfig) -> None:
     """Fail before any work if a small cell cannot hold the unique programs asked of it."""
+    if not cfg.unique:
+        return
     for split in SPLITS:
         for cell, asked in cell_counts(cfg, split).items():
             hashes = unique_hashes(*cell)
@@ -165,13 +169,18 @@ def _fill_cell(
     cell: Cell,
     quota: int,
     seen: set[str],
+    banned: frozenset[str],
     stats: SplitStats,
     runner: _Runner,
     bar: tqdm,
 ) -> list[dict]:
-    """The first ``quota`` acceptable candidates of a cell, in index order."""
+    """The first ``quota`` acceptable candidates of a cell, in index order.
+
+    ``seen``: canonical hashes already in this split (updated); ``banned``: those of another split
+    sharing this one's bucket (test, for test_extrapolate), never accepted.
+    """
     accepted: list[dict] = []
-    rate = cfg.split_weights[("train", "valid", "test").index(BUCKET_OF[split])]
+    rate = cfg.split_weights[BUCKETS.index(BUCKET_OF[split])]
     limit = MAX_CANDIDATES_PER_EXAMPLE * quota + 10_000
 
     def jobs() -> Iterator[tuple]:
@@ -180,7 +189,7 @@ def _fill_cell(
         while j < limit:
             need = (quota - len(accepted)) / rate * 1.1
             size = int(min(max(need / runner.num_proc, 64), 4096))
-            yield cfg, split, cell, j, j + size
+            yield cfg, split, cell, j, min(j + size, limit)
             j += size
 
     for chunk in runner.stream(jobs()):
@@ -191,7 +200,7 @@ def _fill_cell(
                 stats.rejected_other_split += 1
             elif status == "constraint":
                 stats.rejected_constraint += 1
-            elif digest in seen:
+            elif digest in banned or (cfg.unique and digest in seen):
                 stats.dropped_duplicate += 1
             else:
                 seen.add(digest)
@@ -216,19 +225,20 @@ def generate_splits(
     runner = _Runner(num_proc)
     records: dict[str, list[dict]] = {}
     stats: dict[str, SplitStats] = {}
-    seen_test: set[str] = set()
+    in_test: frozenset[str] = frozenset()
     try:
         with tqdm(total=total, desc="generating", unit="prog", disable=not progress) as bar:
             for split in SPLITS:
                 st = SplitStats(requested=cfg.size(split))
-                seen = set(seen_test) if split == "test_extrapolate" else set()
+                seen: set[str] = set()
+                banned = in_test if split == "test_extrapolate" else frozenset()
                 rows: list[dict] = []
                 for cell, quota in cell_counts(cfg, split).items():
                     bar.set_postfix_str(f"{split} {cell_key(cell)}")
-                    rows += _fill_cell(cfg, split, cell, quota, seen, st, runner, bar)
+                    rows += _fill_cell(cfg, split, cell, quota, seen, banned, st, runner, bar)
                     st.cells[cell_key(cell)] = quota
                 if split == "test":
-                    seen_test = seen
+                    in_test = frozenset(seen)
                 random.Random(derive_seed("progeval-order", cfg.seed, split)).shuffle(rows)
                 st.examples = len(rows)
                 records[split], stats[split] = rows, st

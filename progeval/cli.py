@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--max-program-chars", type=_int(1), default=None)
     g.add_argument("--max-target-chars", type=_int(1), default=None)
+    g.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="allow a program twice inside a split (never across splits); keeps the generator's "
+        "operation mix in small cells",
+    )
     g.add_argument("--seed", type=_int(0), default=d.seed)
     g.add_argument("--num-proc", type=_int(1), default=1)
     g.add_argument("--out", type=Path, required=True)
@@ -115,6 +121,7 @@ def _generate(a: argparse.Namespace) -> int:
         oracle_rate=a.oracle_rate,
         max_program_chars=a.max_program_chars,
         max_target_chars=a.max_target_chars,
+        unique=not a.keep_duplicates,
     )
     t0 = time.perf_counter()
     m = generate_dataset(cfg, a.out, num_proc=a.num_proc, overwrite=a.overwrite, progress=not a.quiet)
@@ -170,6 +177,9 @@ def _stats(a: argparse.Namespace) -> int:
         print("  length \\ nesting " + "".join(f"{n:>8}" for n in nestings))
         for ln in lengths:
             print(f"  {ln:>16} " + "".join(f"{cells.get((ln, n), 0):>8}" for n in nestings))
+        ops = Counter(op for row in ds["ops"] for op in row)
+        total = sum(ops.values()) or 1
+        print("  operations: " + ", ".join(f"{op} {ops[op] / total:.1%}" for op in sorted(ops)))
         print("  program length (characters):")
         print("\n".join(_histogram([len(p) for p in ds["program"]])))
         print("  target length (characters):")
@@ -215,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except BrokenPipeError:  # output piped into head and the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
     except (ConfigError, ManifestError) as err:
         print(f"progeval {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -224,9 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # disk full, permissions, a vanished folder: say which, in one line
         print(f"progeval {args.command}: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into head and the like
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        return 0
     except KeyboardInterrupt:
         print(f"progeval {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130

@@ -8,6 +8,9 @@ from progeval.curriculum import CURRICULA, Cell, CurriculumState, grid
 from progeval.generator import MAX_LENGTH, MAX_NESTING
 from progeval.splits import DEFAULT_WEIGHTS, SPLITS
 
+#: Largest split: the cells of a training split are drawn example by example before any work.
+MAX_SPLIT_SIZE = 10_000_000
+
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names it, what was expected and what came."""
@@ -23,6 +26,11 @@ class DatasetConfig:
     ``length`` and ``nesting`` columns). ``valid`` and ``test`` cover the same cells, spread evenly.
     ``test_extrapolate`` covers the cells up to (length + extrapolate_length, nesting +
     extrapolate_nesting) that lie outside the training box, spread evenly.
+
+    ``unique``: no program (up to renaming) twice in a split. Small cells then hold few programs and
+    their operation mix drifts from uniform (at length 1, nesting 1 most unique programs are
+    if-expressions); ``unique=False`` keeps the generator's distribution and allows repeats inside a
+    split, never across splits.
     """
 
     length: int = 6
@@ -39,6 +47,7 @@ class DatasetConfig:
     oracle_rate: float = 0.1
     max_program_chars: int | None = None
     max_target_chars: int | None = None
+    unique: bool = True
     family: str = "l2e"
 
     def __post_init__(self) -> None:
@@ -50,18 +59,27 @@ class DatasetConfig:
                 raise ConfigError(f"{name}: expected an integer {bound}, got {value!r}")
 
         need_int("length", 1, MAX_LENGTH)
+        for name in ("oracle_rate",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name}: expected a number, got {value!r}")
+        if not isinstance(self.unique, bool):
+            raise ConfigError(f"unique: expected true or false, got {self.unique!r}")
         need_int("nesting", 1, MAX_NESTING)
         need_int("extrapolate_length", 0, MAX_LENGTH - self.length)
         need_int("extrapolate_nesting", 0, MAX_NESTING - self.nesting)
         for split in SPLITS:
-            need_int(split, 0)
+            need_int(split, 0, MAX_SPLIT_SIZE)
         need_int("seed", 0)
         if self.curriculum not in CURRICULA:
             raise ConfigError(f"curriculum: expected one of {', '.join(CURRICULA)}, got {self.curriculum!r}")
         if self.family != "l2e":
             raise ConfigError(f"family: expected 'l2e', got {self.family!r}")
-        w = tuple(self.split_weights)
-        if len(w) != 3 or any(x <= 0 for x in w) or abs(sum(w) - 1) > 1e-9:
+        w = self.split_weights
+        numbers = isinstance(w, (tuple, list)) and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in w
+        )
+        if not numbers or len(w) != 3 or any(x <= 0 for x in w) or abs(sum(w) - 1) > 1e-9:
             raise ConfigError(f"split_weights: expected 3 positive numbers summing to 1, got {w!r}")
         object.__setattr__(self, "split_weights", tuple(float(x) for x in w))
         if not 0 <= self.oracle_rate <= 1:
@@ -98,6 +116,6 @@ class DatasetConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         d = dict(d)
-        if "split_weights" in d:
-            d["split_weights"] = tuple(d["split_weights"])  # type: ignore[arg-type]
+        if isinstance(d.get("split_weights"), list):
+            d["split_weights"] = tuple(d["split_weights"])
         return cls(**d)  # type: ignore[arg-type]

@@ -64,7 +64,8 @@ class CurriculumState:
             return [(self.length, self.nesting)]
         return sorted(grid(self.length, self.nesting))
 
-    def _mix(self, rng: random.Random) -> Cell:
+    def sample_mix(self, rng: random.Random) -> Cell:
+        """A cell as ``mix`` draws it: length and nesting uniform and independent."""
         return rng.randint(1, self.length), rng.randint(1, self.nesting)
 
     def sample_cell(self, rng: random.Random) -> Cell:
@@ -72,9 +73,9 @@ class CurriculumState:
         if self.name == "baseline":
             return self.length, self.nesting
         if self.name == "mix":
-            return self._mix(rng)
+            return self.sample_mix(rng)
         if self.name == "combined" and rng.random() < self.mix_probability:
-            return self._mix(rng)
+            return self.sample_mix(rng)
         return self.current
 
     def update(self, val_accuracy: float) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,7 +46,11 @@ def run_trusted(source: str, tree: ast.Module | None = None) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits for one untrusted batch. Default: 10 s CPU, 1 GiB address space, 64 KiB of output."""
+    """Limits for one untrusted batch of programs.
+
+    Default: 10 s of CPU for the batch, 1 GiB of address space, 65,536 characters printed per
+    program, 60 s of wall-clock time; no files may be written or opened.
+    """
 
     cpu_seconds: int = 10
     memory_bytes: int = 1 << 30
@@ -81,8 +86,10 @@ def _run_batch(sources: list[str], limits: Limits) -> list[Outcome] | str:
             )
         except subprocess.TimeoutExpired:
             return f"ran past the wall-clock limit of {limits.wall_seconds} s"
+    if proc.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return f"stopped at the CPU-time limit of {limits.cpu_seconds} s"
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+        tail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
         return f"sandbox failed (exit code {proc.returncode}): {tail[0][:200]}"
     if len(proc.stdout) > limits.output_chars * (len(sources) + 1):
         return "sandbox produced more output than allowed"

@@ -72,8 +72,21 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out: cannot write in {str(parent)!r}: {err.strerror}") from None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"--out: {str(out)!r} is not empty; pass --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"--out: {str(out)!r} is not empty; pass --overwrite to replace it")
+        if not _is_dataset(out):
+            raise ConfigError(
+                f"--out: {str(out)!r} holds files that are not a progeval dataset; "
+                "--overwrite only replaces a dataset folder"
+            )
+
+
+def _is_dataset(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _write_jsonl(rows: Iterable[dict], path: Path) -> None:
@@ -139,7 +152,12 @@ def write_dataset(
         if out.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
             out.rename(trash / "old")
-            tmp.rename(out)
+            try:
+                tmp.rename(out)
+            except BaseException:
+                (trash / "old").rename(out)  # put the old dataset back where it was
+                shutil.rmtree(trash, ignore_errors=True)
+                raise
             shutil.rmtree(trash)
         else:
             tmp.rename(out)
@@ -220,6 +238,14 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ManifestError(f"{str(path)!r}: expected format {FORMAT!r}, got {got!r}")
+    for key in ("versions", "config", "files", "splits"):
+        if not isinstance(manifest.get(key), dict):
+            raise ManifestError(f"{str(path)!r}: expected an object under {key!r}, got {manifest.get(key)!r}")
+    files = manifest["files"]
+    if any(
+        not isinstance(v, str) or ".." in Path(k).parts or Path(k).is_absolute() for k, v in files.items()
+    ):
+        raise ManifestError(f"{str(path)!r}: 'files' must map relative paths inside the folder to hashes")
     return manifest
 
 
@@ -270,7 +296,10 @@ def regenerate(
             f"manifest was written by generator {made_by!r}; this is {GENERATOR_VERSION!r}, "
             "so the programs would differ"
         )
-    cfg = DatasetConfig.from_dict(old["config"])
+    try:
+        cfg = DatasetConfig.from_dict(old["config"])
+    except ConfigError as err:
+        raise ManifestError(f"manifest config: {err}") from None
     new = generate_dataset(cfg, Path(out), num_proc=num_proc, overwrite=overwrite, progress=progress)
     differ = sorted(
         f for f in set(old["files"]) | set(new["files"]) if old["files"].get(f) != new["files"].get(f)

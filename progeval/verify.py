@@ -12,12 +12,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from progeval.config import ConfigError, DatasetConfig
 from progeval.execute import DEFAULT_LIMITS, Limits, run_untrusted
 from progeval.oracle import oracle_output
 from progeval.program import canonical_hash, to_stream
 from progeval.safety import UnsafeProgramError, check_program
 from progeval.splits import BUCKET_OF, bucket
-from progeval.store import load_dataset, read_manifest
+from progeval.store import ManifestError, load_dataset, read_manifest
 
 BATCH = 2_000
 
@@ -59,7 +60,10 @@ def verify_dataset(
     path: Path, execute: bool = True, limits: Limits = DEFAULT_LIMITS, progress: bool = True
 ) -> Report:
     manifest = read_manifest(Path(path))
-    weights = tuple(manifest["config"]["split_weights"])
+    try:
+        weights = DatasetConfig.from_dict(manifest["config"]).split_weights
+    except ConfigError as err:
+        raise ManifestError(f"manifest config: {err}") from None
     dd = load_dataset(Path(path))
     report = Report()
     seen: dict[str, str] = {}

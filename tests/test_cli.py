@@ -82,16 +82,21 @@ def test_bad_arguments_are_one_line_exit_2_and_leave_nothing(tmp_path, args, mes
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_non_empty_out_needs_overwrite_and_keeps_what_is_there(tmp_path):
+def test_non_empty_out_needs_overwrite_and_overwrite_only_replaces_a_dataset(tmp_path):
     out = tmp_path / "pe"
-    out.mkdir()
-    (out / "precious.txt").write_text("keep me")
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "thesis.tex").write_text("keep me")
     r = cli("generate", *SMALL, "--out", str(out))
     assert r.returncode == 2 and "is not empty; pass --overwrite" in r.stderr
-    assert r.stderr.count("\n") == 1 and (out / "precious.txt").read_text() == "keep me"
     r = cli("generate", *SMALL, "--out", str(out), "--overwrite")
-    assert r.returncode == 0 and not (out / "precious.txt").exists()
-    assert (out / "manifest.json").is_file() and leftovers(tmp_path) == []
+    assert r.returncode == 2 and "not a progeval dataset; --overwrite only replaces" in r.stderr
+    assert r.stderr.count("\n") == 1 and (out / "sub" / "thesis.tex").read_text() == "keep me"
+    data = tmp_path / "data"
+    assert cli("generate", *SMALL, "--seed", "1", "--out", str(data)).returncode == 0
+    first = (data / "manifest.json").read_text()
+    r = cli("generate", *SMALL, "--seed", "2", "--out", str(data), "--overwrite")
+    assert r.returncode == 0 and (data / "manifest.json").read_text() != first
+    assert leftovers(tmp_path) == []
 
 
 def test_unwritable_out_is_refused(tmp_path):
