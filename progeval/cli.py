@@ -15,6 +15,7 @@ from pathlib import Path
 
 from progeval.config import ConfigError, DatasetConfig
 from progeval.curriculum import CURRICULA
+from progeval.generator import MAX_LENGTH, MAX_NESTING
 from progeval.store import ManifestError, generate_dataset, load_dataset, read_manifest, regenerate
 
 
@@ -62,8 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
             default=d.size(split.replace("-", "_")),
             help=f"examples in {split}",
         )
-    g.add_argument("--extrapolate-length", type=_int(0), default=d.extrapolate_length)
-    g.add_argument("--extrapolate-nest", type=_int(0), default=d.extrapolate_nesting)
+    g.add_argument(
+        "--extrapolate-length",
+        type=_int(0),
+        default=None,
+        help=f"test_extrapolate goes this many digits past --length (default {d.extrapolate_length}, "
+        "less where the maximum length is nearer)",
+    )
+    g.add_argument(
+        "--extrapolate-nest",
+        type=_int(0),
+        default=None,
+        help=f"test_extrapolate goes this much deeper than --nest (default {d.extrapolate_nesting}, "
+        "less where the maximum nesting is nearer)",
+    )
     g.add_argument(
         "--oracle-rate",
         type=_rate,
@@ -107,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(a: argparse.Namespace) -> int:
+    d = DatasetConfig()
+    if a.extrapolate_length is None:
+        a.extrapolate_length = max(0, min(d.extrapolate_length, MAX_LENGTH - a.length))
+    if a.extrapolate_nest is None:
+        a.extrapolate_nest = max(0, min(d.extrapolate_nesting, MAX_NESTING - a.nest))
     cfg = DatasetConfig(
         length=a.length,
         nesting=a.nest,

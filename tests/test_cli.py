@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -99,6 +100,81 @@ def test_non_empty_out_needs_overwrite_and_overwrite_only_replaces_a_dataset(tmp
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        [
+            "--length",
+            "3",
+            "--nest",
+            "2",
+            "--test-extrapolate",
+            "0",
+            "--extrapolate-length",
+            "0",
+            "--extrapolate-nest",
+            "0",
+        ],
+        [
+            "--length",
+            "30",
+            "--nest",
+            "25",
+            "--curriculum",
+            "baseline",
+            "--train",
+            "3",
+            "--valid",
+            "1",
+            "--test",
+            "1",
+            "--test-extrapolate",
+            "0",
+        ],
+    ],
+)
+def test_extremes_and_no_extrapolation_work(tmp_path, args):
+    base = ["--train", "20", "--valid", "4", "--test", "4", "--quiet"]
+    r = cli("generate", *base, *args, "--out", str(tmp_path / "pe"))
+    assert r.returncode == 0, r.stderr
+    assert cli("verify", str(tmp_path / "pe"), "--quiet").returncode == 0
+
+
+def test_output_piped_into_head_is_not_an_error(tmp_path):
+    assert cli("generate", *SMALL, "--out", str(tmp_path / "pe")).returncode == 0
+    r = subprocess.run(
+        f"{sys.executable} -m progeval show {tmp_path / 'pe'} -n 200 | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.stdout.startswith("--- train-") and r.stderr == ""
+
+
+def test_bytes_do_not_depend_on_pythonhashseed_or_processes(tmp_path):
+    trees = []
+    for hashseed, procs in (("0", "1"), ("4242", "2")):
+        out = tmp_path / f"pe{hashseed}"
+        env = dict(os.environ, PYTHONHASHSEED=hashseed)
+        r = subprocess.run(
+            [sys.executable, "-m", "progeval", "generate", *SMALL, "--num-proc", procs, "--out", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+        trees.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert trees[0] == trees[1]
+
+
+def test_progeval_imports_no_torch():
+    code = "import sys, progeval, progeval.cli, progeval.verify; print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"
+
+
 def test_unwritable_out_is_refused(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -124,7 +200,8 @@ def hostile_dataset(root: Path, tmp: Path) -> Path:
         "a=1\nwhile a:\n  a+=1\nprint(a)",
         "a=1\nfor x in range(10000000000):a+=1\nprint(a)",
         "print(().__class__.__mro__[1].__subclasses__())",
-        "a=7\nprint((a+1))",  # an honest row, with a wrong label
+        "print(" + "1*" * 2500 + "1)",  # allowed by no rule, deep enough to crash a naive checker
+        "a=7;\nprint((a+1))",  # an honest row, with a wrong label
     ]
     rows = [
         {
@@ -159,10 +236,12 @@ def test_verify_rejects_hostile_programs_before_running_them(tmp_path, flags):
     assert r.returncode == 1, r.stderr
     lines = r.stdout.splitlines()
     rejected = [x for x in lines if "rejected before execution" in x]
-    assert len(rejected) == 5
+    assert len(rejected) == 6
+    assert "train/h5: rejected before execution: nested deeper than" not in r.stdout
     assert "train/h0: rejected before execution: line 1: import statement (Import)" in r.stdout
     assert "train/h2: rejected before execution: line 2: while loop (While)" in r.stdout
-    assert "train/h5: target '9' but the oracle computes '8'" in r.stdout
+    assert "train/h5: rejected before execution: line 1: expression nested deeper than 100" in r.stdout
+    assert "train/h6: target '9' but the oracle computes '8'" in r.stdout
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
 
