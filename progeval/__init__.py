@@ -15,12 +15,34 @@ from progeval.oracle import OracleMismatch, oracle_output
 from progeval.program import Program, canonical_form, canonical_hash, parse_stream, to_stream
 from progeval.safety import UnsafeProgramError, check_program
 
+
+def __getattr__(name: str):
+    # The dataset layer imports Hugging Face datasets; load it only when it is asked for.
+    lazy = {
+        "DatasetConfig": "progeval.config",
+        "generate_dataset": "progeval.store",
+        "load_dataset": "progeval.store",
+        "regenerate": "progeval.store",
+        "verify_dataset": "progeval.verify",
+    }
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'progeval' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 #: Bumped whenever the same arguments could give a different program.
 GENERATOR_VERSION = "l2e-1"
 
 __all__ = [
     "CURRICULA",
+    "DatasetConfig",
+    "generate_dataset",
+    "load_dataset",
+    "regenerate",
+    "verify_dataset",
     "CurriculumState",
     "GENERATOR_VERSION",
     "Limits",

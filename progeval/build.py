@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import multiprocessing
 import random
+import signal
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ from progeval.program import canonical_form, to_stream
 from progeval.splits import BUCKET_OF, BUCKETS, SPLITS, bucket, oracle_sampled
 
 #: Candidates a cell may use per example asked before generation gives up on it.
-MAX_CANDIDATES_PER_EXAMPLE = 2_000
+MAX_CANDIDATES_PER_EXAMPLE = 1_000
+#: A cell that has accepted nothing after this many candidates is given up at once.
+MAX_CANDIDATES_WITHOUT_ANY = 200_000
 
 
 class CapacityError(ConfigError):
@@ -135,12 +138,18 @@ def _worker(args: tuple) -> list:
     return make_candidates(*args)
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C is the parent's to handle: it stops the pool and removes what it started.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class _Runner:
     """Runs candidate ranges in worker processes (or here when num_proc is 1), results in order."""
 
     def __init__(self, num_proc: int) -> None:
         self.num_proc = num_proc
-        self.pool = multiprocessing.get_context("fork").Pool(num_proc) if num_proc > 1 else None
+        context = multiprocessing.get_context("fork")
+        self.pool = context.Pool(num_proc, initializer=_ignore_sigint) if num_proc > 1 else None
 
     def stream(self, jobs: Iterator[tuple]) -> Iterator[list]:
         """Results of ``jobs`` in order, keeping 2 * num_proc of them in flight."""
@@ -182,6 +191,7 @@ def _fill_cell(
     accepted: list[dict] = []
     rate = cfg.split_weights[BUCKETS.index(BUCKET_OF[split])]
     limit = MAX_CANDIDATES_PER_EXAMPLE * quota + 10_000
+    stats_before = stats.candidates
 
     def jobs() -> Iterator[tuple]:
         # Chunk sizes follow what is still missing; they change speed, never which are accepted.
@@ -193,6 +203,9 @@ def _fill_cell(
             j += size
 
     for chunk in runner.stream(jobs()):
+        if not accepted and stats_before + MAX_CANDIDATES_WITHOUT_ANY <= stats.candidates:
+            limit = stats.candidates - stats_before
+            break
         for _j, status, digest, record, checked in chunk:
             stats.candidates += 1
             stats.oracle_checked += checked
@@ -208,9 +221,14 @@ def _fill_cell(
                 bar.update(1)
                 if len(accepted) == quota:
                     return accepted
+    constraint = (
+        f"; {stats.rejected_constraint} broke the max_program_chars or max_target_chars limit"
+        if stats.rejected_constraint
+        else ""
+    )
     raise CapacityError(
         f"cell (length={cell[0]}, nesting={cell[1]}) of split {split!r}: found only "
-        f"{len(accepted)} unique programs in {limit} candidates; asked for {quota}"
+        f"{len(accepted)} unique programs in {limit} candidates{constraint}; asked for {quota}"
     )
 
 

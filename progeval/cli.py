@@ -119,13 +119,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Config fields as the generate command spells them, for error messages.
+FLAGS = {
+    "length": "--length",
+    "nesting": "--nest",
+    "train": "--train",
+    "valid": "--valid",
+    "test": "--test",
+    "test_extrapolate": "--test-extrapolate",
+    "extrapolate_length": "--extrapolate-length",
+    "extrapolate_nesting": "--extrapolate-nest",
+    "oracle_rate": "--oracle-rate",
+    "max_program_chars": "--max-program-chars",
+    "max_target_chars": "--max-target-chars",
+    "seed": "--seed",
+    "num_proc": "--num-proc",
+}
+
+
+def _flag_names(message: str) -> str:
+    """'length: expected ...' -> 'argument --length: expected ...', and field names inside."""
+    head, sep, rest = message.partition(": ")
+    if sep and head in FLAGS:
+        message = f"argument {FLAGS[head]}: {rest}"
+    for field_name in sorted(FLAGS, key=len, reverse=True):
+        message = message.replace(f" {field_name} ", f" {FLAGS[field_name]} ")
+    return message
+
+
 def _generate(a: argparse.Namespace) -> int:
     d = DatasetConfig()
     if a.extrapolate_length is None:
         a.extrapolate_length = max(0, min(d.extrapolate_length, MAX_LENGTH - a.length))
     if a.extrapolate_nest is None:
         a.extrapolate_nest = max(0, min(d.extrapolate_nesting, MAX_NESTING - a.nest))
-    cfg = DatasetConfig(
+    cfg = _config_from_args(a)
+    t0 = time.perf_counter()
+    m = generate_dataset(cfg, a.out, num_proc=a.num_proc, overwrite=a.overwrite, progress=not a.quiet)
+    counts = ", ".join(f"{s} {st['examples']}" for s, st in m["splits"].items())
+    print(f"wrote {a.out} in {time.perf_counter() - t0:.1f} s: {counts}")
+    print(f"fingerprint {m['fingerprint']}")
+    return 0
+
+
+def _config_from_args(a: argparse.Namespace) -> DatasetConfig:
+    return DatasetConfig(
         length=a.length,
         nesting=a.nest,
         curriculum=a.curriculum,
@@ -141,12 +179,6 @@ def _generate(a: argparse.Namespace) -> int:
         max_target_chars=a.max_target_chars,
         unique=not a.keep_duplicates,
     )
-    t0 = time.perf_counter()
-    m = generate_dataset(cfg, a.out, num_proc=a.num_proc, overwrite=a.overwrite, progress=not a.quiet)
-    counts = ", ".join(f"{s} {st['examples']}" for s, st in m["splits"].items())
-    print(f"wrote {a.out} in {time.perf_counter() - t0:.1f} s: {counts}")
-    print(f"fingerprint {m['fingerprint']}")
-    return 0
 
 
 def _verify(a: argparse.Namespace) -> int:
@@ -207,6 +239,8 @@ def _stats(a: argparse.Namespace) -> int:
 
 def _show(a: argparse.Namespace) -> int:
     dd = load_dataset(a.dir)
+    if not dd:
+        raise ConfigError(f"{a.dir}: the dataset has no examples in any split")
     if a.split not in dd:
         raise ConfigError(f"--split: expected one of {', '.join(dd)}, got {a.split!r}")
     ds = dd[a.split]
@@ -240,14 +274,18 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.exit(2, f"progeval {args.command}: error: unrecognized arguments: {' '.join(extra)}\n")
     try:
         return COMMANDS[args.command](args)
     except BrokenPipeError:  # output piped into head and the like
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return 0
     except (ConfigError, ManifestError) as err:
-        print(f"progeval {args.command}: error: {err}", file=sys.stderr)
+        message = _flag_names(str(err)) if args.command == "generate" else str(err)
+        print(f"progeval {args.command}: error: {message}", file=sys.stderr)
         return 2
     except json.JSONDecodeError as err:
         print(f"progeval {args.command}: error: invalid JSON: {err}", file=sys.stderr)

@@ -39,7 +39,17 @@ FEATURES = datasets.Features(
 
 
 class ManifestError(ValueError):
-    """A dataset folder does not match its manifest (missing, altered or foreign files)."""
+    """A folder is not a readable progeval dataset (no manifest, or a malformed one)."""
+
+
+class IntegrityError(ManifestError):
+    """A dataset's files do not match its manifest (missing, altered or foreign files)."""
+
+
+def dataset_root(path: Path) -> Path:
+    """The dataset folder, given the folder or its manifest.json."""
+    path = Path(path)
+    return path.parent if path.name == "manifest.json" and path.is_file() else path
 
 
 def sha256_file(path: Path) -> str:
@@ -60,16 +70,25 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Fail early, before any work, if ``out`` cannot receive a dataset."""
-    out = Path(out)
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise ConfigError(f"--out: folder {str(parent)!r} does not exist")
+def check_out_dir(out: Path, overwrite: bool) -> Path:
+    """Fail early, before any work, if ``out`` cannot receive a dataset; returns it resolved.
+
+    Missing parent folders are allowed (they are made when the dataset is written), as long as the
+    nearest existing one is a writable folder.
+    """
+    out = Path(out).resolve()
+    cwd = Path.cwd().resolve()
+    if out in (cwd, *cwd.parents):
+        raise ConfigError(f"--out: {str(out)!r} is the current folder or holds it; choose another")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--out: {str(ancestor)!r} is a file, not a folder")
     try:  # the honest test of writability: make (and remove) a folder there
-        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent))
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=ancestor))
     except OSError as err:
-        raise ConfigError(f"--out: cannot write in {str(parent)!r}: {err.strerror}") from None
+        raise ConfigError(f"--out: cannot write in {str(ancestor)!r}: {err.strerror}") from None
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -80,6 +99,24 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
                 f"--out: {str(out)!r} holds files that are not a progeval dataset; "
                 "--overwrite only replaces a dataset folder"
             )
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` to ``out``; an old ``out`` is removed only once ``tmp`` is there."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    try:
+        out.rename(trash / "old")
+        try:
+            tmp.rename(out)
+        except BaseException:
+            (trash / "old").rename(out)  # put the old dataset back where it was
+            raise
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _is_dataset(folder: Path) -> bool:
@@ -144,23 +181,13 @@ def write_dataset(
     overwrite: bool = False,
 ) -> dict:
     """Write a complete dataset folder atomically; returns its manifest."""
-    out = Path(out)
-    check_out_dir(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.absolute().parent))
+    out = check_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; a dataset is for reading
         manifest = _write_into(tmp, records, stats, cfg)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
-            out.rename(trash / "old")
-            try:
-                tmp.rename(out)
-            except BaseException:
-                (trash / "old").rename(out)  # put the old dataset back where it was
-                shutil.rmtree(trash, ignore_errors=True)
-                raise
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
+        _swap_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -226,9 +253,7 @@ def generate_dataset(
 
 
 def read_manifest(path: Path) -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "manifest.json"
+    path = dataset_root(Path(path)) / "manifest.json"
     if not path.is_file():
         raise ManifestError(f"not a progeval dataset: {str(path)!r} does not exist")
     try:
@@ -256,21 +281,21 @@ def verify_files(root: Path, manifest: dict) -> None:
     for rel, digest in sorted(listed.items()):
         path = root / rel
         if not path.is_file():
-            raise ManifestError(f"{rel}: listed in the manifest but missing")
+            raise IntegrityError(f"{rel}: listed in the manifest but missing")
         if sha256_file(path) != digest:
-            raise ManifestError(f"{rel}: SHA-256 differs from the manifest (file changed)")
+            raise IntegrityError(f"{rel}: SHA-256 differs from the manifest (file changed)")
     extra = sorted(
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
         if p.is_file() and p.name != "manifest.json" and p.relative_to(root).as_posix() not in listed
     )
     if extra:
-        raise ManifestError(f"{extra[0]}: not listed in the manifest ({len(extra)} such files)")
+        raise IntegrityError(f"{extra[0]}: not listed in the manifest ({len(extra)} such files)")
 
 
 def load_dataset(path: Path) -> datasets.DatasetDict:
-    """Load a progeval folder after checking every file against its manifest."""
-    root = Path(path)
+    """Load a progeval folder (or its manifest.json) after checking every file against the manifest."""
+    root = dataset_root(Path(path))
     manifest = read_manifest(root)
     verify_files(root, manifest)
     try:
@@ -309,6 +334,7 @@ def regenerate(
 
 __all__ = [
     "FEATURES",
+    "IntegrityError",
     "ManifestError",
     "SPLITS",
     "check_out_dir",

@@ -1,8 +1,11 @@
+import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +70,14 @@ def test_generate_show_stats_verify_regenerate(tmp_path):
         (["--length", "0"], "argument --length: expected an integer >= 1, got 0"),
         (["--length", "x"], "argument --length: expected an integer, got 'x'"),
         (["--curriculum", "greedy"], "argument --curriculum: invalid choice: 'greedy'"),
-        (["--nest", "40"], r"nesting: expected an integer in 1\.\.25, got 40"),
+        (["--nest", "40"], r"argument --nest: expected an integer in 1\.\.25, got 40"),
+        (["--length", "99"], r"argument --length: expected an integer in 1\.\.30, got 99"),
+        (["--bogus"], r"^progeval generate: error: unrecognized arguments: --bogus$"),
+        (["--train", "100000000"], r"argument --train: expected an integer in 0\.\.10000000"),
+        (
+            ["--length", "1", "--nest", "2", "--max-program-chars", "1"],
+            r"found only 0 unique programs .* broke the --max-program-chars or --max-target-chars limit",
+        ),
         (
             ["--length", "1", "--nest", "1", "--curriculum", "baseline", "--train", "20000"],
             r"cell \(length=1, nesting=1\) holds 11\d\d\d unique programs for split 'train' "
@@ -79,7 +89,7 @@ def test_bad_arguments_are_one_line_exit_2_and_leave_nothing(tmp_path, args, mes
     out = tmp_path / "pe"
     r = cli("generate", "--quiet", "--out", str(out), *args)
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and re.search(message, r.stderr) and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and re.search(message, r.stderr, re.M) and "Traceback" not in r.stderr
     assert not out.exists() and leftovers(tmp_path) == []
 
 
@@ -179,10 +189,68 @@ def test_unwritable_out_is_refused(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     r = cli("generate", *SMALL, "--out", str(blocker / "pe"))
-    assert r.returncode == 2 and "does not exist" in r.stderr and r.stderr.count("\n") == 1
+    assert r.returncode == 2 and "is a file, not a folder" in r.stderr and r.stderr.count("\n") == 1
+    r = cli("generate", *SMALL, "--out", ".", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "is the current folder or holds it" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     r = cli("generate", *SMALL, "--out", "/proc/pe")  # a folder no one can create entries in
     assert r.returncode == 2 and "--out: cannot write in '/proc'" in r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_missing_parent_folders_are_made(tmp_path):
+    r = cli("generate", *SMALL, "--out", "data/pe", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data" / "pe" / "manifest.json").is_file()
+    assert oct((tmp_path / "data" / "pe").stat().st_mode & 0o777) == "0o755"
+
+
+def test_verify_exits_1_on_changed_files_and_on_exports_that_disagree(tmp_path):
+    out = tmp_path / "pe"
+    assert cli("generate", *SMALL, "--out", str(out)).returncode == 0
+    jsonl = out / "jsonl" / "train.jsonl"
+    original = jsonl.read_text()
+    first = json.loads(original.splitlines()[0])
+    edited = original.replace(f'"target":"{first["target"]}"', '"target":"123456789"', 1)
+    jsonl.write_text(edited)
+    r = cli("verify", str(out), "--quiet")
+    assert r.returncode == 1 and "jsonl/train.jsonl: SHA-256 differs from the manifest" in r.stdout
+    # Re-hashing the manifest hides the edit from the hash check, not from the comparison with hf/.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["jsonl/train.jsonl"] = hashlib.sha256(edited.encode()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    r = cli("verify", str(out / "manifest.json"), "--quiet")
+    assert r.returncode == 1 and "jsonl/train.jsonl: rows differ from hf/train" in r.stdout
+    assert "manifest fingerprint does not match the data" in r.stdout
+
+
+def test_ctrl_c_with_workers_stops_cleanly_and_leaves_nothing(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "progeval",
+            "generate",
+            "--curriculum",
+            "baseline",
+            "--train",
+            "3000000",
+            "--num-proc",
+            "2",
+            "--quiet",
+            "--out",
+            str(tmp_path / "big"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err == "progeval generate: interrupted; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reading_commands_refuse_a_folder_that_is_not_a_dataset(tmp_path):
