@@ -1,0 +1,36 @@
+"""Gated-Feedback RNN layers (Chung et al., ICML 2015) and their single-layer and stacked baselines.
+
+    from gfseq.nn import GFLSTM
+    rnn = GFLSTM(input_size=32, hidden_size=128, num_layers=3, arch="gf")
+    output, (h_n, c_n) = rnn(x)                  # the nn.LSTM surface
+    with rnn.record_gates() as trace:            # g^{i->j}_t for every step
+        rnn(x)
+    plot_gates(trace.gates, "gates.png")
+"""
+
+from gfseq.nn.layers import GFGRU, GFLSTM, GFRNN, GatedFeedbackRNN, GateTrace
+from gfseq.nn.plot import plot_gates
+from gfseq.nn.spec import ARCHS, PAPER_NOGATE, PAPER_TABLE1, UNITS, Preset, match_hidden_size, num_parameters
+
+
+def make_stack(unit: str, *args, **kwargs) -> GatedFeedbackRNN:
+    """A stack of ``unit`` (``tanh``, ``gru`` or ``lstm``); other arguments as :class:`GatedFeedbackRNN`."""
+    return GatedFeedbackRNN(unit, *args, **kwargs)
+
+
+__all__ = [
+    "ARCHS",
+    "GFGRU",
+    "GFLSTM",
+    "GFRNN",
+    "GateTrace",
+    "GatedFeedbackRNN",
+    "PAPER_NOGATE",
+    "PAPER_TABLE1",
+    "Preset",
+    "UNITS",
+    "make_stack",
+    "match_hidden_size",
+    "num_parameters",
+    "plot_gates",
+]
