@@ -1,11 +1,11 @@
 """Gated-Feedback RNN layers (Chung et al., ICML 2015) and their single-layer and stacked baselines.
 
-    from gfseq.nn import GFLSTM
-    rnn = GFLSTM(input_size=32, hidden_size=128, num_layers=3, arch="gf")
-    output, (h_n, c_n) = rnn(x)                  # the nn.LSTM surface
-    with rnn.record_gates() as trace:            # g^{i->j}_t for every step
-        rnn(x)
-    plot_gates(trace.gates, "gates.png")
+from gfseq.nn import GFLSTM
+rnn = GFLSTM(input_size=32, hidden_size=128, num_layers=3, arch="gf")
+output, (h_n, c_n) = rnn(x)                  # the nn.LSTM surface
+with rnn.record_gates() as trace:            # g^{i->j}_t for every step
+    rnn(x)
+plot_gates(trace.gates, "gates.png")
 """
 
 from gfseq.nn.layers import GFGRU, GFLSTM, GFRNN, GatedFeedbackRNN, GateTrace

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from gfseq.nn import _ext
+
 BLOCKS = {"tanh": 1, "gru": 3, "lstm": 4}
 #: torch's gate order -> ours (memory block last).
 ORDER = {"tanh": [0], "gru": [0, 1, 2], "lstm": [0, 1, 3, 2]}
@@ -53,8 +55,11 @@ def pack(module) -> dict[str, Tensor | None]:
             w = torch.cat([w, p[f"gate_weight_ih_l{j}"]], 0)
         win.append(w)
         if module.bias:
-            b = p[f"bias_ih_l{j}"] + p[f"bias_hh_l{j}"] if unit != "gru" else p[f"bias_ih_l{j}"] + torch.cat(
-                [p[f"bias_hh_l{j}"][: 2 * hs], torch.zeros_like(p[f"bias_hh_l{j}"][2 * hs :])]
+            b = (
+                p[f"bias_ih_l{j}"] + p[f"bias_hh_l{j}"]
+                if unit != "gru"
+                else p[f"bias_ih_l{j}"]
+                + torch.cat([p[f"bias_hh_l{j}"][: 2 * hs], torch.zeros_like(p[f"bias_hh_l{j}"][2 * hs :])])
             )
             b = _reorder(b, unit)
             if gated:
@@ -147,101 +152,30 @@ class GFStackFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks):
-        steps, batch, _ = a0.shape
-        layers, _, hidden = h0.shape
-        s = _Sizes(unit, gated, layers, hidden)
-        new = a0.new_empty
-        hs = new(steps + 1, layers, batch, hidden)
-        hs[0] = h0
-        cs = new(steps + 1, layers, batch, hidden) if unit == "lstm" else new(0)
-        if unit == "lstm":
-            cs[0] = c0
-        acts = new(steps, layers, batch, s.GH) if unit != "tanh" else new(0)
-        qs = new(steps, layers, batch, hidden) if unit == "gru" else new(0)
-        gates = new(steps, layers, batch, layers) if gated else new(0)
-        rs = new(steps, layers, batch, wrec.shape[2])
-        for t in range(steps):
-            r = torch.bmm(hs[t], wrec, out=rs[t])  # (L, N, K): everything read from step t-1
-            glh = r[:, :, s.gate :].sum(0) if gated else None  # (N, L*L)
-            for j in range(layers):
-                if j == 0:
-                    a = a0[t]
-                else:
-                    below = hs[t + 1, j - 1] if masks is None else hs[t + 1, j - 1] * masks[j - 1, t]
-                    a = torch.addmm(bin_[j - 1], below, win[j - 1].t())
-                out = (
-                    hs[t + 1, j],
-                    cs[t + 1, j] if unit == "lstm" else None,
-                    acts[t, j] if unit != "tanh" else None,
-                    qs[t, j] if unit == "gru" else None,
-                    gates[t, j] if gated else None,
-                )
-                cprev = cs[t, j] if unit == "lstm" else None
-                bhn_j = bhn[j] if bhn is not None else None
-                _step_forward(s, j, a, r, glh, hs[t, j], cprev, bhn_j, out)
-        ctx.sizes = s
-        ctx.save_for_backward(a0, win, wrec, bhn, masks, hs, cs, acts, qs, gates, rs)
+        ext = _ext.load() if a0.device.type == "cpu" and a0.dtype in (torch.float32, torch.float64) else None
+        ctx.sizes = _Sizes(unit, gated, h0.shape[0], h0.shape[2])
         ctx.has = (win is not None, bin_ is not None, bhn is not None)
-        ctx.mark_non_differentiable(gates)
-        return hs[1:], cs[1:] if unit == "lstm" else cs, gates
+        ctx.ext = ext
+        if ext is not None:
+            hs, cs, acts, qs, gates, mem = ext.forward(unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks)
+            ctx.save_for_backward(win, wrec, masks, hs, cs, acts, qs, gates, mem)
+            ctx.mark_non_differentiable(gates)
+            hs_out = hs.permute(1, 0, 2, 3)[1:]  # (T, L, N, H)
+            cs_out = cs.permute(1, 0, 2, 3)[1:] if unit == "lstm" else cs
+            return hs_out, cs_out, gates
+        return _python_forward(ctx, unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_hs, d_cs, _d_gates):
-        a0, win, wrec, bhn, masks, hs, cs, acts, qs, gates, rs = ctx.saved_tensors
+        if ctx.ext is None:
+            return _python_backward(ctx, d_hs, d_cs)
+        win, wrec, masks, hs, cs, acts, qs, gates, mem = ctx.saved_tensors
         s: _Sizes = ctx.sizes
-        steps, layers, batch, hidden = d_hs.shape
-        nf, gh = s.NF, s.GH
-        new = d_hs.new_zeros
-        d_a0 = d_hs.new_empty(a0.shape)
-        d_a = d_hs.new_empty(layers - 1, steps, batch, gh + s.Lg) if layers > 1 else None
-        d_rs = d_hs.new_empty(layers, steps, batch, wrec.shape[2])
-        d_bhn = new(layers, hidden) if s.unit == "gru" else None
-        wrec_t = wrec.transpose(1, 2)
-        carry_h = new(layers, batch, hidden)
-        carry_c = new(layers, batch, hidden) if s.unit == "lstm" else None
-        for t in range(steps - 1, -1, -1):
-            dh_all = d_hs[t] + carry_h  # (L, N, H): this step's states
-            dc_all = (d_cs[t] + carry_c) if s.unit == "lstm" else None
-            direct = new(layers, batch, hidden) if s.unit != "tanh" else None  # d h_{t-1} / d c_{t-1}
-            d_r = d_rs[:, t]  # (L, N, K)
-            for j in range(layers - 1, -1, -1):
-                da = d_a0[t] if j == 0 else d_a[j - 1, t]
-                d_mem = _backward_cell(s, t, j, dh_all[j], dc_all, hs, cs, acts, qs, da, direct)
-                if d_bhn is not None:
-                    d_bhn[j] += d_mem.sum(0)
-                mem_cols = slice(s.fb + j * hidden, s.fb + (j + 1) * hidden)
-                if s.gated:
-                    g = gates[t, j]  # (N, L)
-                    mem = rs[t][:, :, mem_cols]  # (L, N, H)
-                    torch.mul(g.t()[:, :, None], d_mem, out=d_r[:, :, mem_cols])
-                    d_logit = torch.einsum("nh,inh->ni", d_mem, mem).mul_(g).mul_(1 - g)
-                    da[:, gh:] = d_logit
-                    d_r[:, :, s.gate + j * layers : s.gate + (j + 1) * layers] = d_logit
-                else:
-                    d_r[:, :, mem_cols] = d_mem
-                if nf:
-                    d_r[j, :, :nf] = da[:, :nf]
-                if j > 0:
-                    d_below = da @ win[j - 1]
-                    if masks is not None:
-                        d_below.mul_(masks[j - 1, t])
-                    dh_all[j - 1] += d_below
-            carry_h = torch.bmm(d_r, wrec_t)  # (L, N, H)
-            if s.unit == "gru":
-                carry_h += direct
-            elif s.unit == "lstm":
-                carry_c = direct
-        # Weight gradients: one product over all steps.
-        h_prev = hs[:steps].permute(1, 3, 0, 2).reshape(layers, hidden, steps * batch)
-        d_wrec = torch.bmm(h_prev, d_rs.view(layers, steps * batch, -1))
-        d_win = d_bin = None
-        if layers > 1:
-            below = hs[1:, :-1] if masks is None else hs[1:, :-1] * masks.transpose(0, 1)  # (T, L-1, N, H)
-            below = below.permute(1, 0, 2, 3).reshape(layers - 1, steps * batch, hidden)
-            flat = d_a.view(layers - 1, steps * batch, -1)
-            d_win = torch.bmm(flat.transpose(1, 2), below)
-            d_bin = flat.sum(1)
+        d_cs = d_cs if s.unit == "lstm" else None
+        d_a0, d_win, d_bin, d_wrec, d_bhn, d_h0, d_c0 = ctx.ext.backward(
+            s.unit, s.gated, d_hs, d_cs, win, wrec, masks, hs, cs, acts, qs, gates, mem
+        )
         has_win, has_bin, has_bhn = ctx.has
         return (
             None,
@@ -251,10 +185,123 @@ class GFStackFunction(torch.autograd.Function):
             d_bin if has_bin else None,
             d_wrec,
             d_bhn if has_bhn else None,
-            carry_h,
-            carry_c,
+            d_h0,
+            d_c0 if s.unit == "lstm" else None,
             None,
         )
+
+
+def _python_forward(ctx, unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks):
+    """The Python implementation (the twin of the C++ kernels, and the path on GPUs)."""
+    steps, batch, _ = a0.shape
+    layers, _, hidden = h0.shape
+    s = _Sizes(unit, gated, layers, hidden)
+    new = a0.new_empty
+    hs = new(steps + 1, layers, batch, hidden)
+    hs[0] = h0
+    cs = new(steps + 1, layers, batch, hidden) if unit == "lstm" else new(0)
+    if unit == "lstm":
+        cs[0] = c0
+    acts = new(steps, layers, batch, s.GH) if unit != "tanh" else new(0)
+    qs = new(steps, layers, batch, hidden) if unit == "gru" else new(0)
+    gates = new(steps, layers, batch, layers) if gated else new(0)
+    rs = new(steps, layers, batch, wrec.shape[2])
+    for t in range(steps):
+        r = rs[t]  # (L, N, K): everything read from step t-1, one product per source layer
+        for i in range(layers):  # (faster than one bmm on CPU, which splits threads by batch)
+            torch.mm(hs[t, i], wrec[i], out=r[i])
+        glh = r[:, :, s.gate :].sum(0) if gated else None  # (N, L*L)
+        for j in range(layers):
+            if j == 0:
+                a = a0[t]
+            else:
+                below = hs[t + 1, j - 1] if masks is None else hs[t + 1, j - 1] * masks[j - 1, t]
+                a = torch.addmm(bin_[j - 1], below, win[j - 1].t())
+            out = (
+                hs[t + 1, j],
+                cs[t + 1, j] if unit == "lstm" else None,
+                acts[t, j] if unit != "tanh" else None,
+                qs[t, j] if unit == "gru" else None,
+                gates[t, j] if gated else None,
+            )
+            cprev = cs[t, j] if unit == "lstm" else None
+            bhn_j = bhn[j] if bhn is not None else None
+            _step_forward(s, j, a, r, glh, hs[t, j], cprev, bhn_j, out)
+    ctx.save_for_backward(a0, win, wrec, bhn, masks, hs, cs, acts, qs, gates, rs)
+    ctx.mark_non_differentiable(gates)
+    return hs[1:], cs[1:] if unit == "lstm" else cs, gates
+
+
+def _python_backward(ctx, d_hs, d_cs):
+    a0, win, wrec, bhn, masks, hs, cs, acts, qs, gates, rs = ctx.saved_tensors
+    s: _Sizes = ctx.sizes
+    steps, layers, batch, hidden = d_hs.shape
+    nf, gh = s.NF, s.GH
+    new = d_hs.new_zeros
+    d_a0 = d_hs.new_empty(a0.shape)
+    d_a = d_hs.new_empty(layers - 1, steps, batch, gh + s.Lg) if layers > 1 else None
+    d_rs = d_hs.new_empty(layers, steps, batch, wrec.shape[2])
+    d_bhn = new(layers, hidden) if s.unit == "gru" else None
+    wrec_t = wrec.transpose(1, 2)
+    carry_h = new(layers, batch, hidden)
+    carry_c = new(layers, batch, hidden) if s.unit == "lstm" else None
+    for t in range(steps - 1, -1, -1):
+        dh_all = d_hs[t] + carry_h  # (L, N, H): this step's states
+        dc_all = (d_cs[t] + carry_c) if s.unit == "lstm" else None
+        direct = new(layers, batch, hidden) if s.unit != "tanh" else None  # d h_{t-1} / d c_{t-1}
+        d_r = d_rs[:, t]  # (L, N, K)
+        for j in range(layers - 1, -1, -1):
+            da = d_a0[t] if j == 0 else d_a[j - 1, t]
+            d_mem = _backward_cell(s, t, j, dh_all[j], dc_all, hs, cs, acts, qs, da, direct)
+            if d_bhn is not None:
+                d_bhn[j] += d_mem.sum(0)
+            mem_cols = slice(s.fb + j * hidden, s.fb + (j + 1) * hidden)
+            if s.gated:
+                g = gates[t, j]  # (N, L)
+                mem = rs[t][:, :, mem_cols]  # (L, N, H)
+                torch.mul(g.t()[:, :, None], d_mem, out=d_r[:, :, mem_cols])
+                d_logit = torch.einsum("nh,inh->ni", d_mem, mem).mul_(g).mul_(1 - g)
+                da[:, gh:] = d_logit
+                d_r[:, :, s.gate + j * layers : s.gate + (j + 1) * layers] = d_logit
+            else:
+                d_r[:, :, mem_cols] = d_mem
+            if nf:
+                d_r[j, :, :nf] = da[:, :nf]
+            if j > 0:
+                d_below = da @ win[j - 1]
+                if masks is not None:
+                    d_below.mul_(masks[j - 1, t])
+                dh_all[j - 1] += d_below
+        carry_h = d_hs.new_empty(layers, batch, hidden)
+        for i in range(layers):
+            torch.mm(d_r[i], wrec_t[i], out=carry_h[i])
+        if s.unit == "gru":
+            carry_h += direct
+        elif s.unit == "lstm":
+            carry_c = direct
+    # Weight gradients: one product over all steps.
+    h_prev = hs[:steps].transpose(0, 1).reshape(layers, steps * batch, hidden)
+    d_wrec = torch.bmm(h_prev.transpose(1, 2), d_rs.view(layers, steps * batch, -1))
+    d_win = d_bin = None
+    if layers > 1:
+        below = hs[1:, :-1] if masks is None else hs[1:, :-1] * masks.transpose(0, 1)  # (T, L-1, N, H)
+        below = below.permute(1, 0, 2, 3).reshape(layers - 1, steps * batch, hidden)
+        flat = d_a.view(layers - 1, steps * batch, -1)
+        d_win = torch.bmm(flat.transpose(1, 2), below)
+        d_bin = flat.sum(1)
+    has_win, has_bin, has_bhn = ctx.has
+    return (
+        None,
+        None,
+        d_a0,
+        d_win if has_win else None,
+        d_bin if has_bin else None,
+        d_wrec,
+        d_bhn if has_bhn else None,
+        carry_h,
+        carry_c,
+        None,
+    )
 
 
 def _backward_cell(s: _Sizes, t, j, dh, dc_all, hs, cs, acts, qs, da, direct) -> Tensor:

@@ -101,7 +101,11 @@ class GatedFeedbackRNN(nn.Module):
         super().__init__()
         self.unit = check_unit(unit)
         self.arch = check_arch(arch)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        for name, value in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
         if arch == "single" and num_layers != 1:
@@ -138,7 +142,8 @@ class GatedFeedbackRNN(nn.Module):
                 p.uniform_(-bound, bound, generator=generator)
 
     def extra_repr(self) -> str:
-        s = f"{self.unit}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, arch={self.arch!r}"
+        s = f"{self.unit}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        s += f", arch={self.arch!r}"
         if not self.bias:
             s += ", bias=False"
         if self.batch_first:
@@ -272,7 +277,11 @@ class GatedFeedbackRNN(nn.Module):
         hs, cs, gates = fused.GFStackFunction.apply(
             self.unit, self.arch == "gf", a0, w["win"], w["bin"], w["wrec"], w["bhn"], h0, c0, masks
         )  # hs: (T, L, N, H); gates: (T, L_target, N, L_source)
-        gates = gates.permute(0, 2, 1, 3) if self.arch == "gf" else x.new_ones(steps, batch, *[self.num_layers] * 2)
+        gates = (
+            gates.permute(0, 2, 1, 3)
+            if self.arch == "gf"
+            else x.new_ones(steps, batch, *[self.num_layers] * 2)
+        )
         if lengths is None:
             c_n = cs[-1] if self.unit == "lstm" else None
             return hs[:, -1], hs[-1], c_n, gates
@@ -301,7 +310,11 @@ class GatedFeedbackRNN(nn.Module):
         else:
             packed = pack_padded_sequence(x, lengths.cpu(), enforce_sorted=False)
             order = packed.sorted_indices
-            hx = tuple(s.index_select(1, order) for s in hx) if self.unit == "lstm" else hx.index_select(1, order)
+            hx = (
+                tuple(s.index_select(1, order) for s in hx)
+                if self.unit == "lstm"
+                else hx.index_select(1, order)
+            )
             result = fn(packed.data, packed.batch_sizes, hx, *args)
             out_packed = PackedSequence(result[0], packed.batch_sizes, order, packed.unsorted_indices)
             out = pad_packed_sequence(out_packed, total_length=x.shape[0])[0]
@@ -314,25 +327,61 @@ class GatedFeedbackRNN(nn.Module):
 class GFRNN(GatedFeedbackRNN):
     """Gated-feedback stack of tanh units (the nn.RNN surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, arch: str = "gf", device=None, dtype=None):
-        super().__init__("tanh", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        arch: str = "gf",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            "tanh", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
+        )
 
 
 class GFGRU(GatedFeedbackRNN):
     """Gated-feedback stack of GRUs (the nn.GRU surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, arch: str = "gf", device=None, dtype=None):
-        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        arch: str = "gf",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
+        )
 
 
 class GFLSTM(GatedFeedbackRNN):
     """Gated-feedback stack of LSTMs (the nn.LSTM surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, arch: str = "gf", device=None, dtype=None):
-        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        arch: str = "gf",
+        device=None,
+        dtype=None,
+    ):
+        super().__init__(
+            "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
+        )
 
 
 __all__ = ["ARCHS", "GFGRU", "GFLSTM", "GFRNN", "GateTrace", "GatedFeedbackRNN", "UNITS"]

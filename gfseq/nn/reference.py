@@ -48,7 +48,10 @@ def feedback_matrix(module, i: int, j: int) -> Tensor:
 
 def _global_gate(module, i: int, j: int, below: Tensor, hstar: Tensor) -> Tensor:
     """g^{i->j} for every example: shape (N,)."""
-    logit = below @ getattr(module, f"gate_weight_ih_l{j}")[i] + hstar @ getattr(module, f"gate_weight_hh_l{j}")[i]
+    logit = (
+        below @ getattr(module, f"gate_weight_ih_l{j}")[i]
+        + hstar @ getattr(module, f"gate_weight_hh_l{j}")[i]
+    )
     if module.bias:
         logit = logit + getattr(module, f"gate_bias_l{j}")[i]
     return torch.sigmoid(logit)

@@ -70,8 +70,10 @@ def num_parameters(
     """
     g = UNITS[check_unit(unit)]
     check_arch(arch)
-    i, h, n = (_positive(k, v) for k, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                                             ("num_layers", num_layers)))
+    i, h, n = (
+        _positive(k, v)
+        for k, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers))
+    )
     if arch == "single" and n != 1:
         raise ValueError(f"num_layers: arch 'single' has exactly 1 layer, got {n}")
     b = biases_per_block if bias else 0
