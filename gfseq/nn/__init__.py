@@ -13,6 +13,13 @@ from gfseq.nn.plot import plot_gates
 from gfseq.nn.spec import ARCHS, PAPER_NOGATE, PAPER_TABLE1, UNITS, Preset, match_hidden_size, num_parameters
 
 
+def fused_kernels_available() -> bool:
+    """Whether the C++ CPU kernels are in use (built on first call; ``GFSEQ_KERNELS=python``: off)."""
+    from gfseq.nn import _ext
+
+    return _ext.load() is not None
+
+
 def make_stack(unit: str, *args, **kwargs) -> GatedFeedbackRNN:
     """A stack of ``unit`` (``tanh``, ``gru`` or ``lstm``); other arguments as :class:`GatedFeedbackRNN`."""
     return GatedFeedbackRNN(unit, *args, **kwargs)
@@ -29,6 +36,7 @@ __all__ = [
     "PAPER_TABLE1",
     "Preset",
     "UNITS",
+    "fused_kernels_available",
     "make_stack",
     "match_hidden_size",
     "num_parameters",
