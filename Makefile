@@ -30,6 +30,7 @@ test-all: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_progeval.py
+	$(PY) -m gfseq.bench --repeats 9 --out benchmarks/gfseq_layers.md
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check progeval gfseq tests benchmarks

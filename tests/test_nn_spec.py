@@ -8,6 +8,7 @@ from gfseq.nn import (
     ARCHS,
     PAPER_NOGATE,
     PAPER_TABLE1,
+    make_preset,
     make_stack,
     match_hidden_size,
     num_parameters,
@@ -72,8 +73,17 @@ def test_paper_presets_have_table_1_sizes_and_build():
     assert {k: (p.num_layers, p.hidden_size, p.reported_bpc) for k, p in PAPER_TABLE1.items()} == expected
     assert (PAPER_NOGATE.arch, PAPER_NOGATE.reported_bpc) == ("gf-nogate", 1.854)
     for preset in (*PAPER_TABLE1.values(), PAPER_NOGATE):
-        rnn = make_stack(preset.unit, 256, preset.hidden_size, preset.num_layers, arch=preset.arch)
-        assert rnn.num_parameters() == sum(p.numel() for p in rnn.parameters())
+        rnn = make_preset(preset.name, 205)
+        assert (rnn.unit, rnn.arch, rnn.num_layers, rnn.hidden_size) == (
+            preset.unit,
+            preset.arch,
+            preset.num_layers,
+            preset.hidden_size,
+        )
+    with pytest.raises(
+        ValueError, match=r"preset: expected one of .*, got 'lstm-fg' \(did you mean 'lstm-gf'\?\)"
+    ):
+        make_preset("lstm-fg", 205)
 
 
 def test_unknown_unit_or_arch_in_the_count():

@@ -20,6 +20,19 @@ def fused_kernels_available() -> bool:
     return _ext.load() is not None
 
 
+def make_preset(name: str, input_size: int, **kwargs) -> GatedFeedbackRNN:
+    """The stack of a paper preset (``PAPER_TABLE1`` or ``lstm-gf-nogate``) reading ``input_size``."""
+    presets = {**PAPER_TABLE1, PAPER_NOGATE.name: PAPER_NOGATE}
+    if name not in presets:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(presets), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"preset: expected one of {', '.join(presets)}, got {name!r}{hint}")
+    p = presets[name]
+    return GatedFeedbackRNN(p.unit, input_size, p.hidden_size, p.num_layers, arch=p.arch, **kwargs)
+
+
 def make_stack(unit: str, *args, **kwargs) -> GatedFeedbackRNN:
     """A stack of ``unit`` (``tanh``, ``gru`` or ``lstm``); other arguments as :class:`GatedFeedbackRNN`."""
     return GatedFeedbackRNN(unit, *args, **kwargs)
@@ -37,6 +50,7 @@ __all__ = [
     "Preset",
     "UNITS",
     "fused_kernels_available",
+    "make_preset",
     "make_stack",
     "match_hidden_size",
     "num_parameters",

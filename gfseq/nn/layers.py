@@ -273,6 +273,10 @@ class GatedFeedbackRNN(nn.Module):
         steps, batch, _ = x.shape
         w = fused.pack(self)
         a0 = torch.addmm(w["bin0"], x.reshape(steps * batch, -1), w["win0"].t()).view(steps, batch, -1)
+        # Under autocast a0 may arrive in half precision: the time loops run in the weights' dtype.
+        dtype = w["wrec"].dtype
+        a0, h0 = a0.to(dtype), h0.to(dtype)
+        c0 = c0.to(dtype) if c0 is not None else None
         masks = self._dropout_masks(steps, batch, x)
         hs, cs, gates = fused.GFStackFunction.apply(
             self.unit, self.arch == "gf", a0, w["win"], w["bin"], w["wrec"], w["bhn"], h0, c0, masks
