@@ -58,7 +58,7 @@ def build(case: Case, features: int, layers: int, device: str) -> nn.Module:
     if case.arch == "torch":
         model = {"lstm": nn.LSTM, "gru": nn.GRU}[case.unit](features, case.hidden, layers)
     else:
-        model = GatedFeedbackRNN(case.unit, features, case.hidden, layers, arch=case.arch)
+        model = GatedFeedbackRNN(features, case.hidden, layers, arch=case.arch, unit=case.unit)
     return model.to(device)
 
 

@@ -10,6 +10,8 @@ from gfseq.nn.fused import GFStackFunction, pack
 OURS = {"tanh": GFRNN, "gru": GFGRU, "lstm": GFLSTM}
 UNITS = ("tanh", "gru", "lstm")
 KERNELS = ["cpp", "python"]
+#: The fast path is checked on every device this machine has (the C++ kernels are for the CPU).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(params=KERNELS)
@@ -111,7 +113,8 @@ def run_with_grads(rnn, x, hx, lengths=None):
 @pytest.mark.parametrize("unit", UNITS)
 @pytest.mark.parametrize("arch", ["gf", "gf-nogate"])
 @pytest.mark.parametrize("layers", [1, 3])
-def test_fast_path_equals_the_slow_twin_values_and_gradients(kernels, unit, arch, layers):
+@pytest.mark.parametrize("device", DEVICES)
+def test_fast_path_equals_the_slow_twin_values_and_gradients(kernels, unit, arch, layers, device):
     torch.manual_seed(11)
     rnn = OURS[unit](5, 7, layers, arch=arch).double()  # 7: not a multiple of any vector width
     x = torch.randn(6, 4, 5, dtype=torch.float64)
@@ -121,6 +124,8 @@ def test_fast_path_equals_the_slow_twin_values_and_gradients(kernels, unit, arch
         else torch.randn(layers, 4, 7, dtype=torch.float64)
     )
     lengths = torch.tensor([6, 2, 5, 1])
+    rnn, x = rnn.to(device), x.to(device)
+    hx = tuple(s.to(device) for s in hx) if unit == "lstm" else hx.to(device)
     for lens in (None, lengths):
         rnn.impl = "auto"
         fast = run_with_grads(rnn, x, hx, lens)

@@ -30,12 +30,12 @@ def make_preset(name: str, input_size: int, **kwargs) -> GatedFeedbackRNN:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ValueError(f"preset: expected one of {', '.join(presets)}, got {name!r}{hint}")
     p = presets[name]
-    return GatedFeedbackRNN(p.unit, input_size, p.hidden_size, p.num_layers, arch=p.arch, **kwargs)
+    return GatedFeedbackRNN(input_size, p.hidden_size, p.num_layers, arch=p.arch, unit=p.unit, **kwargs)
 
 
 def make_stack(unit: str, *args, **kwargs) -> GatedFeedbackRNN:
     """A stack of ``unit`` (``tanh``, ``gru`` or ``lstm``); other arguments as :class:`GatedFeedbackRNN`."""
-    return GatedFeedbackRNN(unit, *args, **kwargs)
+    return GatedFeedbackRNN(*args, unit=unit, **kwargs)
 
 
 __all__ = [

@@ -176,19 +176,7 @@ class GFStackFunction(torch.autograd.Function):
         d_a0, d_win, d_bin, d_wrec, d_bhn, d_h0, d_c0 = ctx.ext.backward(
             s.unit, s.gated, d_hs, d_cs, win, wrec, masks, hs, cs, acts, qs, gates, mem
         )
-        has_win, has_bin, has_bhn = ctx.has
-        return (
-            None,
-            None,
-            d_a0,
-            d_win if has_win else None,
-            d_bin if has_bin else None,
-            d_wrec,
-            d_bhn if has_bhn else None,
-            d_h0,
-            d_c0 if s.unit == "lstm" else None,
-            None,
-        )
+        return _input_grads(ctx, d_a0, d_win, d_bin, d_wrec, d_bhn, d_h0, d_c0)
 
 
 def _python_forward(ctx, unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks):
@@ -289,6 +277,11 @@ def _python_backward(ctx, d_hs, d_cs):
         flat = d_a.view(layers - 1, steps * batch, -1)
         d_win = torch.bmm(flat.transpose(1, 2), below)
         d_bin = flat.sum(1)
+    return _input_grads(ctx, d_a0, d_win, d_bin, d_wrec, d_bhn, carry_h, carry_c)
+
+
+def _input_grads(ctx, d_a0, d_win, d_bin, d_wrec, d_bhn, d_h0, d_c0) -> tuple:
+    """Gradients in the order of GFStackFunction.forward's inputs (None where an input was None)."""
     has_win, has_bin, has_bhn = ctx.has
     return (
         None,
@@ -298,8 +291,8 @@ def _python_backward(ctx, d_hs, d_cs):
         d_bin if has_bin else None,
         d_wrec,
         d_bhn if has_bhn else None,
-        carry_h,
-        carry_c,
+        d_h0,
+        d_c0 if ctx.sizes.unit == "lstm" else None,
         None,
     )
 

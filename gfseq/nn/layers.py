@@ -53,7 +53,6 @@ class GatedFeedbackRNN(nn.Module):
     :mod:`gfseq.nn.reference`, which is also the slow, readable twin of the fast path.
 
     Args:
-        unit: ``tanh``, ``gru`` or ``lstm``.
         input_size: features of the input x. Default: required.
         hidden_size: units per layer. Default: required.
         num_layers: layers in the stack. Default: 1
@@ -63,6 +62,7 @@ class GatedFeedbackRNN(nn.Module):
         dropout: probability of zeroing each input of layers 2..L in training, as in nn.LSTM.
             Default: 0
         arch: ``single``, ``stacked``, ``gf`` or ``gf-nogate``. Default: ``gf``
+        unit: ``tanh``, ``gru`` or ``lstm`` (keyword; set by GFRNN, GFGRU and GFLSTM).
 
     Inputs: ``input, hx, lengths``
         * input: (L, N, H_in), (N, L, H_in) with ``batch_first``, or (L, H_in) unbatched.
@@ -85,9 +85,11 @@ class GatedFeedbackRNN(nn.Module):
     ``impl``: ``auto`` (fast path) or ``reference`` (the slow twin), settable on an instance.
     """
 
+    #: The unit of a subclass (GFRNN, GFGRU, GFLSTM); the base class takes ``unit=``.
+    UNIT: str | None = None
+
     def __init__(
         self,
-        unit: str,
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
@@ -97,9 +99,11 @@ class GatedFeedbackRNN(nn.Module):
         arch: str = "gf",
         device=None,
         dtype=None,
+        *,
+        unit: str | None = None,
     ) -> None:
         super().__init__()
-        self.unit = check_unit(unit)
+        self.unit = check_unit(unit if unit is not None else self.UNIT)
         self.arch = check_arch(arch)
         for name, value in (
             ("input_size", input_size),
@@ -117,7 +121,7 @@ class GatedFeedbackRNN(nn.Module):
         self.impl = "auto"
         self._trace: GateTrace | None = None
         kw = {"device": device, "dtype": dtype}
-        g, h, n = UNITS[unit], hidden_size, num_layers
+        g, h, n = UNITS[self.unit], hidden_size, num_layers
         for k in range(n):
             below = input_size if k == 0 else h
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(g * h, below, **kw)))
@@ -331,61 +335,19 @@ class GatedFeedbackRNN(nn.Module):
 class GFRNN(GatedFeedbackRNN):
     """Gated-feedback stack of tanh units (the nn.RNN surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        arch: str = "gf",
-        device=None,
-        dtype=None,
-    ):
-        super().__init__(
-            "tanh", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
-        )
+    UNIT = "tanh"
 
 
 class GFGRU(GatedFeedbackRNN):
     """Gated-feedback stack of GRUs (the nn.GRU surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        arch: str = "gf",
-        device=None,
-        dtype=None,
-    ):
-        super().__init__(
-            "gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
-        )
+    UNIT = "gru"
 
 
 class GFLSTM(GatedFeedbackRNN):
     """Gated-feedback stack of LSTMs (the nn.LSTM surface); see :class:`GatedFeedbackRNN`."""
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        arch: str = "gf",
-        device=None,
-        dtype=None,
-    ):
-        super().__init__(
-            "lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, arch, device, dtype
-        )
+    UNIT = "lstm"
 
 
 __all__ = ["ARCHS", "GFGRU", "GFLSTM", "GFRNN", "GateTrace", "GatedFeedbackRNN", "UNITS"]
