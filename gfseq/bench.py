@@ -64,15 +64,22 @@ def build(case: Case, features: int, layers: int, device: str) -> nn.Module:
 
 def step(model: nn.Module, x: torch.Tensor, case: Case, device: str) -> float:
     """One forward+backward; seconds."""
+    before = os.environ.get("GFSEQ_KERNELS")
     os.environ["GFSEQ_KERNELS"] = case.kernels
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = model(x)[0]
-    out.sum().backward()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+    try:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = model(x)[0]
+        out.sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    finally:
+        if before is None:
+            os.environ.pop("GFSEQ_KERNELS", None)
+        else:
+            os.environ["GFSEQ_KERNELS"] = before
 
 
 def _status_bytes(field: str) -> int:
@@ -134,7 +141,6 @@ def measure(unit: str, args: argparse.Namespace, device: str) -> list[dict]:
         print(f"  {unit} repeat {r + 1}/{args.repeats}", file=sys.stderr, flush=True)
         for k, (model, case) in enumerate(zip(models, todo, strict=True)):
             times[k].append(step(model, x, case, device))
-    os.environ.pop("GFSEQ_KERNELS", None)
     rows = []
     tokens = args.steps * args.batch
     for k, case in enumerate(todo):
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=3)
-    p.add_argument("--features", type=int, default=256, help="input features (default: hidden size)")
+    p.add_argument("--features", type=int, default=256, help="input features")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--units", default="lstm,gru")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

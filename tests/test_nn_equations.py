@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from gfseq.nn import GFGRU, GFLSTM, GFRNN, fused_kernels_available
+from gfseq.nn import GFGRU, GFLSTM, GFRNN, free_kernel_workspace, fused_kernels_available
 from gfseq.nn.fused import GFStackFunction, pack
 
 OURS = {"tanh": GFRNN, "gru": GFGRU, "lstm": GFLSTM}
@@ -254,3 +254,26 @@ def test_gf_nogate_records_gates_fixed_to_one():
     with rnn.record_gates() as trace:
         rnn(torch.randn(5, 2, 3))
     assert torch.equal(trace.gates, torch.ones(5, 2, 2, 2))
+
+
+def test_stacks_deeper_than_the_cpp_kernels_allow_run_on_the_python_path():
+    torch.manual_seed(17)
+    rnn = GFRNN(2, 2, 70, arch="gf").double()  # the C++ kernels stop at 64 layers
+    x = torch.randn(2, 1, 2, dtype=torch.float64)
+    fast = run_with_grads(rnn, x, torch.zeros(70, 1, 2, dtype=torch.float64))
+    rnn.impl = "reference"
+    slow = run_with_grads(rnn, x, torch.zeros(70, 1, 2, dtype=torch.float64))
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+
+
+def test_the_kernel_workspace_can_be_freed_between_backward_passes(kernels):
+    torch.manual_seed(18)
+    rnn = GFLSTM(3, 5, 2, arch="gf").double()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)
+    hx = tuple(torch.zeros(2, 2, 2, 5, dtype=torch.float64))
+    first = run_with_grads(rnn, x, hx)
+    free_kernel_workspace()
+    again = run_with_grads(rnn, x, hx)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gfseq.nn import GFGRU, GFLSTM, GFRNN, make_stack
+from gfseq.nn import GFGRU, GFLSTM, GFRNN, GatedFeedbackRNN, make_stack
 
 TORCH = {"tanh": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 OURS = {"tanh": GFRNN, "gru": GFGRU, "lstm": GFLSTM}
@@ -116,7 +116,8 @@ def test_dropout_is_random_in_train_and_deterministic_in_eval(arch):
 
 def test_dropout_reaches_only_the_inputs_of_upper_layers():
     torch.manual_seed(5)
-    rnn = GFLSTM(5, 8, 1, dropout=0.9, arch="gf")  # one layer: nothing between layers to drop
+    with pytest.warns(UserWarning, match="dropout=0.9 with num_layers=1 does nothing"):
+        rnn = GFLSTM(5, 8, 1, dropout=0.9, arch="gf")  # one layer: nothing between layers to drop
     x = torch.randn(6, 4, 5)
     rnn.train()
     assert torch.equal(rnn(x)[0], rnn(x)[0])
@@ -138,6 +139,8 @@ def test_dropout_reaches_only_the_inputs_of_upper_layers():
             r"unit: expected one of tanh, gru, lstm, got 'lstmm' \(did you mean 'lstm'\?\)",
         ),
         (lambda: GFLSTM(5, 4, 3, arch="single"), r"num_layers: arch 'single' has exactly 1 layer, got 3"),
+        (lambda: GFLSTM(5, 4, unit="gru"), r"unit: GFLSTM is the 'lstm' unit, got unit='gru'"),
+        (lambda: GatedFeedbackRNN(5, 4), r"unit: GatedFeedbackRNN needs unit='tanh', 'gru' or 'lstm'"),
     ],
 )
 def test_bad_construction_names_what_was_expected_and_what_came(build, message):
@@ -162,8 +165,34 @@ def test_bad_inputs_name_what_was_expected_and_what_came():
         GFGRU(5, 4, 2)(x, torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"lengths: expected values in 1\.\.7, got 0\.\.7"):
         rnn(x, lengths=[7, 0, 3])
-    with pytest.raises(ValueError, match=r"lengths: expected 3 integers \(one per row\), got shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"lengths: expected 3 integers \(one per row\) in 1\.\.7, got shape \(2,\)"
+    ):
         rnn(x, lengths=[7, 3])
+    for bad in (
+        [True, True, True],
+        ["5", "3", "1"],
+        [None, 3, 1],
+        torch.ones(3, dtype=torch.bool),
+        torch.ones(3),
+    ):
+        with pytest.raises(ValueError, match=r"^lengths: expected 3 integers \(one per row\) in 1\.\.7, got"):
+            rnn(x, lengths=bad)
+    with pytest.raises(
+        ValueError, match=r"input: expected dtype torch.float32 \(the module's\), got torch.float64"
+    ):
+        rnn(x.double())
+    with pytest.raises(
+        ValueError, match=r"input: expected dtype torch.float32 \(the module's\), got torch.int64"
+    ):
+        rnn(x.long())
+    with pytest.raises(
+        ValueError,
+        match=r"hx\[1\] \(c_0\): expected torch.float32 on cpu \(the module's\), got torch.float64",
+    ):
+        rnn(x, (torch.zeros(2, 3, 4), torch.zeros(2, 3, 4, dtype=torch.float64)))
+    with pytest.raises(ValueError, match=r"hx\[1\] \(c_0\): expected shape \(2, 3, 4\), got NoneType"):
+        rnn(x, (torch.zeros(2, 3, 4), None))
 
 
 def test_state_dict_round_trip_with_weights_only(tmp_path):
@@ -174,3 +203,30 @@ def test_state_dict_round_trip_with_weights_only(tmp_path):
     again.load_state_dict(torch.load(tmp_path / "gf.pt", weights_only=True))
     x = torch.randn(5, 2, 3)
     assert torch.equal(rnn(x)[0], again(x)[0])
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("arch", ["stacked", "gf"])
+@pytest.mark.parametrize("lengths", [None, [5, 3]])
+def test_outputs_are_independent_contiguous_tensors(unit, arch, lengths):
+    rnn = OURS[unit](3, 4, 2, arch=arch)
+    with torch.no_grad():
+        out, st = rnn(torch.randn(5, 2, 3), lengths=lengths)
+        kept = [s.clone() for s in states(st)]
+        out.mul_(0)  # editing the output in place leaves the final states alone
+    for a, b in zip(states(st), kept, strict=True):
+        assert torch.equal(a, b) and a.is_contiguous()
+    assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("arch", ["stacked", "gf", "gf-nogate"])
+def test_nan_in_padding_reaches_neither_outputs_nor_gradients(unit, arch):
+    torch.manual_seed(7)
+    rnn = OURS[unit](3, 4, 2, arch=arch)
+    x = torch.randn(5, 2, 3)
+    x[3:, 1] = float("nan")
+    out, st = rnn(x, lengths=[5, 3])
+    assert torch.all(out[3:, 1] == 0) and torch.isfinite(out).all()
+    (out.sum() + sum(s.sum() for s in states(st))).backward()
+    assert all(torch.isfinite(p.grad).all() for p in rnn.parameters())

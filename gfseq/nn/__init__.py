@@ -20,6 +20,13 @@ def fused_kernels_available() -> bool:
     return _ext.load() is not None
 
 
+def free_kernel_workspace() -> None:
+    """Free this thread's backward workspace of the C++ kernels (kept between calls for speed)."""
+    from gfseq.nn import _ext
+
+    _ext.free_workspace()
+
+
 def make_preset(name: str, input_size: int, **kwargs) -> GatedFeedbackRNN:
     """The stack of a paper preset (``PAPER_TABLE1`` or ``lstm-gf-nogate``) reading ``input_size``."""
     presets = {**PAPER_TABLE1, PAPER_NOGATE.name: PAPER_NOGATE}
@@ -49,6 +56,7 @@ __all__ = [
     "PAPER_TABLE1",
     "Preset",
     "UNITS",
+    "free_kernel_workspace",
     "fused_kernels_available",
     "make_preset",
     "make_stack",

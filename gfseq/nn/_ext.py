@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("csrc") / "gf_cpu.cpp"
+#: The kernels keep per-layer scalars on the stack (kMaxLayers); deeper stacks use the Python path.
+MAX_LAYERS = 64
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -79,3 +81,11 @@ def load():
             module = None
         _state["module"] = module
         return module
+
+
+def free_workspace() -> None:
+    """Free the calling thread's backward workspace of the C++ kernels (it is kept between calls, at
+    the size of the largest backward so far, to spare the page faults of fresh memory)."""
+    module = _state.get("module")
+    if module is not None:
+        module.free_workspace()

@@ -152,7 +152,8 @@ class GFStackFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, unit, gated, a0, win, bin_, wrec, bhn, h0, c0, masks):
-        ext = _ext.load() if a0.device.type == "cpu" and a0.dtype in (torch.float32, torch.float64) else None
+        cpu_kernels = a0.device.type == "cpu" and a0.dtype in (torch.float32, torch.float64)
+        ext = _ext.load() if cpu_kernels and h0.shape[0] <= _ext.MAX_LAYERS else None
         ctx.sizes = _Sizes(unit, gated, h0.shape[0], h0.shape[2])
         ctx.has = (win is not None, bin_ is not None, bhn is not None)
         ctx.ext = ext

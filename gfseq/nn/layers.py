@@ -8,6 +8,7 @@ torch's parameter names and gate order they *are* nn.RNN / nn.GRU / nn.LSTM.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +104,13 @@ class GatedFeedbackRNN(nn.Module):
         unit: str | None = None,
     ) -> None:
         super().__init__()
+        if unit is None and self.UNIT is None:
+            raise ValueError(
+                "unit: GatedFeedbackRNN needs unit='tanh', 'gru' or 'lstm' as a keyword "
+                "(or use GFRNN, GFGRU, GFLSTM), got none"
+            )
+        if unit is not None and self.UNIT is not None and unit != self.UNIT:
+            raise ValueError(f"unit: {type(self).__name__} is the {self.UNIT!r} unit, got unit={unit!r}")
         self.unit = check_unit(unit if unit is not None else self.UNIT)
         self.arch = check_arch(arch)
         for name, value in (
@@ -116,6 +124,12 @@ class GatedFeedbackRNN(nn.Module):
             raise ValueError(f"num_layers: arch 'single' has exactly 1 layer, got {num_layers}")
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} with num_layers=1 does nothing: dropout acts between layers",
+                UserWarning,
+                stacklevel=2,
+            )
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), float(dropout)
         self.impl = "auto"
@@ -188,6 +202,14 @@ class GatedFeedbackRNN(nn.Module):
             raise ValueError(
                 f"input: expected last dimension input_size={self.input_size}, got {input.shape[-1]}"
             )
+        weight = self.weight_ih_l0
+        autocast = torch.is_autocast_enabled(input.device.type) and input.is_floating_point()
+        if input.dtype != weight.dtype and not autocast:
+            raise ValueError(f"input: expected dtype {weight.dtype} (the module's), got {input.dtype}")
+        if input.device != weight.device:
+            raise ValueError(
+                f"input: expected a tensor on {weight.device} (the module's), got {input.device}"
+            )
         batched = input.dim() == 3
         if not batched:
             input = input.unsqueeze(1)
@@ -199,17 +221,22 @@ class GatedFeedbackRNN(nn.Module):
 
     def _check_state(self, name: str, state, batch: int, batched: bool, like: Tensor) -> Tensor:
         want = (self.num_layers, batch, self.hidden_size) if batched else (self.num_layers, self.hidden_size)
-        if state is None:
-            return like.new_zeros(self.num_layers, batch, self.hidden_size)
         if not isinstance(state, Tensor) or tuple(state.shape) != want:
             got = tuple(state.shape) if isinstance(state, Tensor) else type(state).__name__
             raise ValueError(f"{name}: expected shape {want}, got {got}")
+        weight = self.weight_hh_l0
+        if state.dtype != weight.dtype or state.device != weight.device:
+            raise ValueError(
+                f"{name}: expected {weight.dtype} on {weight.device} (the module's), "
+                f"got {state.dtype} on {state.device}"
+            )
         return state if batched else state.unsqueeze(1)
 
     def _check_hx(self, hx, batch: int, batched: bool, like: Tensor) -> tuple[Tensor, Tensor | None]:
+        if hx is None:
+            zeros = like.new_zeros(self.num_layers, batch, self.hidden_size)
+            return (zeros, zeros.clone()) if self.unit == "lstm" else (zeros, None)
         if self.unit == "lstm":
-            if hx is None:
-                hx = (None, None)
             if not isinstance(hx, tuple | list) or len(hx) != 2:
                 raise ValueError(f"hx: expected a tuple (h_0, c_0) for the LSTM, got {type(hx).__name__}")
             return (
@@ -224,17 +251,24 @@ class GatedFeedbackRNN(nn.Module):
     def _check_lengths(lengths, steps: int, batch: int, device) -> Tensor | None:
         if lengths is None:
             return None
-        lengths = torch.as_tensor(lengths)
-        if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.is_floating_point():
-            raise ValueError(
-                f"lengths: expected {batch} integers (one per row), got shape {tuple(lengths.shape)} "
-                f"of {lengths.dtype}"
-            )
+        want = f"lengths: expected {batch} integers (one per row) in 1..{steps}"
+        if isinstance(lengths, Tensor):
+            lengths = lengths.detach().to("cpu") if lengths.device.type != "meta" else None
+        else:
+            items = list(lengths) if isinstance(lengths, list | tuple) else None
+            if items is None or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+                raise ValueError(f"{want}, got {lengths!r}"[:300])
+            lengths = torch.tensor(items, dtype=torch.long) if all(abs(v) < 2**62 for v in items) else None
+        if lengths is None or lengths.dtype not in (torch.int8, torch.int16, torch.int32, torch.int64):
+            got = "a meta tensor or huge values" if lengths is None else f"dtype {lengths.dtype}"
+            raise ValueError(f"{want}, got {got}")
+        if lengths.dim() != 1 or lengths.shape[0] != batch:
+            raise ValueError(f"{want}, got shape {tuple(lengths.shape)}")
         if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
             raise ValueError(
                 f"lengths: expected values in 1..{steps}, got {int(lengths.min())}..{int(lengths.max())}"
             )
-        return lengths.to(device=device, dtype=torch.long)
+        return lengths.to(dtype=torch.long).to(device)
 
     # ----------------------------------------------------------------------------- forward
 
@@ -245,6 +279,9 @@ class GatedFeedbackRNN(nn.Module):
         lengths = self._check_lengths(lengths, steps, batch, x.device)
         if self.impl not in IMPLS:
             raise ValueError(f"impl: expected one of {', '.join(IMPLS)}, got {self.impl!r}")
+        if lengths is not None:  # padding runs through the gf stacks: it must not poison them (NaN, inf)
+            alive = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]
+            x = torch.where(alive[:, :, None], x, 0)
         if self.impl == "reference":
             masks = self._dropout_masks(steps, batch, x)
             out, h_n, c_n, gates = reference_forward(self, x, h0, c0, lengths, masks)
@@ -290,15 +327,17 @@ class GatedFeedbackRNN(nn.Module):
             if self.arch == "gf"
             else x.new_ones(steps, batch, *[self.num_layers] * 2)
         )
+        # Outputs are copies: the Function's buffers are saved for backward, and views of them would
+        # tie h_n to output (an in-place edit of one would change the other) and keep every step alive.
         if lengths is None:
-            c_n = cs[-1] if self.unit == "lstm" else None
-            return hs[:, -1], hs[-1], c_n, gates
+            c_n = cs[-1].clone() if self.unit == "lstm" else None
+            return hs[:, -1].clone(), hs[-1].clone(), c_n, gates
         rows = torch.arange(batch, device=x.device)
         last = lengths - 1
-        h_n = hs[last, :, rows].transpose(0, 1)  # (L, N, H)
-        c_n = cs[last, :, rows].transpose(0, 1) if self.unit == "lstm" else None
+        h_n = hs[last, :, rows].transpose(0, 1).contiguous()  # (L, N, H)
+        c_n = cs[last, :, rows].transpose(0, 1).contiguous() if self.unit == "lstm" else None
         alive = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]  # (T, N)
-        out = hs[:, -1] * alive[:, :, None].to(hs.dtype)
+        out = torch.where(alive[:, :, None], hs[:, -1], 0)
         gates = gates.masked_fill(~alive[:, :, None, None], float("nan"))
         return out, h_n, c_n, gates
 

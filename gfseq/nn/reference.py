@@ -129,12 +129,12 @@ def reference_forward(
             new_c.append(cj)
         gates = torch.stack(gate_rows, dim=1)  # (N, L_target, L_source)
         if lengths is not None:  # rows whose sequence has ended keep their state
-            alive = (t < lengths).to(x.dtype)[:, None]
-            new_h = [alive * a + (1 - alive) * b for a, b in zip(new_h, h, strict=True)]
+            alive = (t < lengths)[:, None]
+            new_h = [torch.where(alive, a, b) for a, b in zip(new_h, h, strict=True)]
             if c0 is not None:
-                new_c = [alive * a + (1 - alive) * b for a, b in zip(new_c, c, strict=True)]
-            gates = torch.where(alive[:, :, None] > 0, gates, torch.full_like(gates, float("nan")))
-            outputs.append(alive * new_h[-1])
+                new_c = [torch.where(alive, a, b) for a, b in zip(new_c, c, strict=True)]
+            gates = torch.where(alive[:, :, None], gates, float("nan"))
+            outputs.append(torch.where(alive, new_h[-1], 0))
         else:
             outputs.append(new_h[-1])
         h, c = new_h, new_c

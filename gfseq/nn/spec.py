@@ -76,6 +76,8 @@ def num_parameters(
     )
     if arch == "single" and n != 1:
         raise ValueError(f"num_layers: arch 'single' has exactly 1 layer, got {n}")
+    if biases_per_block not in (0, 1, 2) or isinstance(biases_per_block, bool):
+        raise ValueError(f"biases_per_block: expected 0, 1 or 2, got {biases_per_block!r}")
     b = biases_per_block if bias else 0
     c = 1 if bias else 0
     total = g * h * (i + h + b) + (n - 1) * g * h * (2 * h + b)

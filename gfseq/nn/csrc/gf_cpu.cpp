@@ -243,8 +243,9 @@ void cell_backward(const Dims& d, int unit, bool gated, int64_t j, const StepGra
 
 // Backward's largest buffer lives only for one call: keep it per thread and reuse it, since fresh
 // memory of this size costs a page fault per 4 KiB on first touch.
+thread_local Tensor cache;
+
 Tensor workspace(int64_t numel, const at::TensorOptions& opt) {
-  static thread_local Tensor cache;
   if (!cache.defined() || cache.numel() < numel || cache.scalar_type() != opt.dtype().toScalarType()) {
     cache = Tensor();  // free the old one first
     cache = at::empty({numel}, opt);
@@ -445,9 +446,12 @@ std::vector<Tensor> backward(const std::string& unit_name, bool gated, const Ten
   return {d_a0, d_win, d_bin, d_wrec, d_bhn, d_h0, d_c0};
 }
 
+void free_workspace() { cache = Tensor(); }
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "GF-RNN stack forward through time (CPU)");
   m.def("backward", &backward, "GF-RNN stack backward through time (CPU)");
+  m.def("free_workspace", &free_workspace, "free this thread's backward workspace");
 }
