@@ -1,0 +1,263 @@
+"""Run configuration: dataclass defaults -> task TOML (tasks/NAME.toml) -> CLI flags and ``--set``.
+
+Every section is a frozen dataclass; the resolved configuration is plain JSON-able data (``to_dict``)
+written into every checkpoint and result. Unknown keys fail with a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gfseq.nn.spec import ARCHS, UNITS
+
+#: Where ``--task NAME`` looks for NAME.toml: the repository's tasks/ folder.
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key, what was expected and what came."""
+
+
+def _hint(word: str, choices) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _int(section: str, name: str, value: Any, low: int, high: int | None = None) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"an integer in {low}..{high}" if high is not None else f"an integer >= {low}"
+        raise ConfigError(f"{section}.{name}: expected {bound}, got {value!r}")
+
+
+def _number(section: str, name: str, value: Any, low: float, high: float | None = None) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= low
+    if not ok or (high is not None and value > high):
+        bound = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
+        raise ConfigError(f"{section}.{name}: expected {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str = "progeval"
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    length: int = 2
+    nesting: int = 3
+    curriculum: str = "mix"
+    train: int = 50_000
+    valid: int = 1_000
+    test: int = 2_000
+    test_extrapolate: int = 1_000
+    seed: int = 0
+    level_threshold: float = 0.95  # naive/combined: level up above this validation accuracy (L2E)
+    level_patience: int = 5  # ... or after this many evaluations without improvement (a plateau)
+
+    def __post_init__(self) -> None:
+        _number("data", "level_threshold", self.level_threshold, 0.0, 1.0)
+        _int("data", "level_patience", self.level_patience, 1)
+        _int("data", "length", self.length, 1, 30)
+        _int("data", "nesting", self.nesting, 1, 25)
+        for name in ("train", "valid", "test", "test_extrapolate", "seed"):
+            _int("data", name, getattr(self, name), 0)
+        if self.train < 1 or self.valid < 1:
+            raise ConfigError(f"data.train and data.valid: expected >= 1, got {self.train} and {self.valid}")
+        if self.curriculum not in ("baseline", "naive", "mix", "combined"):
+            raise ConfigError(
+                f"data.curriculum: expected baseline, naive, mix or combined, got {self.curriculum!r}"
+                + _hint(str(self.curriculum), ("baseline", "naive", "mix", "combined"))
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    unit: str = "lstm"
+    archs: tuple[str, ...] = ("gf", "stacked")
+    layers: int = 2
+    hidden: int = 128
+    embedding: int = 32
+    params: int | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ConfigError(
+                f"model.unit: expected one of {', '.join(UNITS)}, got {self.unit!r}"
+                + _hint(str(self.unit), UNITS)
+            )
+        archs = tuple(self.archs) if isinstance(self.archs, list | tuple) else (self.archs,)
+        for arch in archs:
+            if arch not in ARCHS:
+                raise ConfigError(
+                    f"model.archs: expected names from {', '.join(ARCHS)}, got {arch!r}"
+                    + _hint(str(arch), ARCHS)
+                )
+        if not archs or len(set(archs)) != len(archs):
+            raise ConfigError(f"model.archs: expected distinct architectures, got {list(archs)}")
+        object.__setattr__(self, "archs", archs)
+        _int("model", "layers", self.layers, 1, 64)
+        _int("model", "hidden", self.hidden, 1)
+        _int("model", "embedding", self.embedding, 1)
+        if self.params is not None:
+            _int("model", "params", self.params, 1)
+        _number("model", "dropout", self.dropout, 0.0, 0.99)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+    batch: int = 64
+    steps: int = 2000
+    eval_every: int = 250
+    log_every: int = 50
+    eval_examples: int = 500
+    patience: int = 0
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"train.optimizer: expected adam or sgd, got {self.optimizer!r}")
+        _number("train", "lr", self.lr, 0.0)
+        _number("train", "min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _number("train", "clip", self.clip, 0.0)
+        for name, low in (
+            ("warmup_steps", 0),
+            ("batch", 1),
+            ("steps", 1),
+            ("eval_every", 1),
+            ("log_every", 1),
+            ("eval_examples", 1),
+            ("patience", 0),
+            ("checkpoint_every", 1),
+            ("seed", 0),
+        ):
+            _int("train", name, getattr(self, name), low)
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ConfigError(f"train.device: expected auto, cpu or cuda, got {self.device!r}")
+        if not isinstance(self.bf16, bool):
+            raise ConfigError(f"train.bf16: expected true or false, got {self.bf16!r}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    splits: tuple[str, ...] = ("test", "test_extrapolate")
+    batch: int = 256
+
+    def __post_init__(self) -> None:
+        splits = tuple(self.splits) if isinstance(self.splits, list | tuple) else (self.splits,)
+        known = ("valid", "test", "test_extrapolate")
+        for s in splits:
+            if s not in known:
+                raise ConfigError(
+                    f"eval.splits: expected names from {', '.join(known)}, got {s!r}" + _hint(str(s), known)
+                )
+        object.__setattr__(self, "splits", splits)
+        _int("eval", "batch", self.batch, 1)
+
+
+SECTIONS = {
+    "task": TaskInfo,
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    task: TaskInfo = field(default_factory=TaskInfo)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name in SECTIONS:
+            d = asdict(getattr(self, name))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return with_overrides(
+            cls(), {f"{s}.{k}": v for s, sec in d.items() for k, v in _section(s, sec).items()}
+        )
+
+
+def _section(name: str, value: Any) -> dict[str, Any]:
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown section {name!r}" + _hint(name, SECTIONS))
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: expected a table of keys, got {value!r}")
+    return value
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """``cfg`` with dotted keys (``train.lr``) replaced; unknown keys fail with a hint."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or not name:
+            all_keys = [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in fields(c)]
+            raise ConfigError(f"unknown key {key!r}" + _hint(key, all_keys))
+        known = [f.name for f in fields(SECTIONS[section])]
+        if name not in known:
+            raise ConfigError(f"unknown key {key!r}" + _hint(name, known).replace("'", f"'{section}.", 1))
+        changes.setdefault(section, {})[name] = value
+    try:
+        return replace(cfg, **{s: replace(getattr(cfg, s), **c) for s, c in changes.items()})
+    except TypeError as err:  # a value of the wrong kind reaching a check
+        raise ConfigError(str(err)) from None
+
+
+def task_path(task: str) -> Path:
+    """tasks/NAME.toml for a name, or the given path to a .toml file."""
+    if task.endswith(".toml"):
+        path = Path(task)
+        if not path.is_file():
+            raise ConfigError(f"--task: {task!r} is not a readable file")
+        return path
+    path = TASKS_DIR / f"{task}.toml"
+    if not path.is_file():
+        names = sorted(p.stem for p in TASKS_DIR.glob("*.toml"))
+        raise ConfigError(
+            f"--task: unknown task {task!r}; known: {', '.join(names) or 'none'}" + _hint(task, names)
+        )
+    return path
+
+
+def load_task(task: str) -> RunConfig:
+    path = task_path(task)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"--task: cannot read {str(path)!r}: {err}") from None
+    return RunConfig.from_dict(raw)
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: a TOML value (3e-4, true, [\"gf\"], \"x\"), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

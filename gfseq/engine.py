@@ -1,0 +1,339 @@
+"""The training engine shared by the tasks: one loop, checkpoints that resume exactly, data parallelism.
+
+A task gives the engine three callables: ``batch(step, rank)`` (a pure function of the step, so a
+resumed run sees the same data), ``loss(model, batch) -> (summed loss, token count)`` and
+``evaluate(model) -> {"accuracy": ..., ...}``. The engine does the rest: device placement, optional
+bf16 autocast on CUDA, warm-up + cosine learning rate, gradient clipping, token-weighted losses
+(across ranks too), curriculum levels driven by validation accuracy, early stopping, a progress bar,
+a metrics log (JSONL; TensorBoard when installed), atomic checkpoints every N steps and on
+SIGINT/SIGTERM, and ``torch.distributed`` data parallelism when launched by torchrun (rank 0 alone
+writes files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from gfseq.config import ConfigError, TrainConfig
+
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used (unreadable, not ours, or holding pickled objects)."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint."""
+
+    def __init__(self, step: int, path: Path | None) -> None:
+        super().__init__(f"interrupted at step {step}")
+        self.step, self.path = step, path
+
+
+@dataclass
+class Dist:
+    """Where this process stands in a torchrun launch (world 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> Dist:
+    """Join the process group when torchrun started us (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, dist: Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device: {name!r} was asked for but torch sees no GPU")
+        return torch.device(f"cuda:{dist.local_rank}" if name == "cuda" else name)
+    return torch.device(name)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` at the last step."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    return opt, sched
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Tensors and plain data only (``weights_only=True``); anything else is refused."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(
+                f"{path}: refused: it holds pickled objects, not only tensors and plain data "
+                "(checkpoints load with weights_only=True)"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a gfseq checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Task:
+    batch: Callable[[int, int], Any]  # (step, rank) -> batch on the device
+    loss: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]  # summed loss, token count
+    evaluate: Callable[[nn.Module], dict[str, float]]  # must hold "accuracy" (higher is better)
+    tokens: Callable[[Any], int] = lambda b: 0  # target tokens in a batch, for throughput
+
+
+@dataclass
+class Outcome:
+    step: int
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag that the loop reads after each step (the main thread only)."""
+
+    def __init__(self) -> None:
+        self.raised: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if sys.platform != "win32" and _main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.raised = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    device: torch.device,
+    folder: Path,
+    dist: Dist,
+    curriculum=None,
+    resume: dict | None = None,
+    extra_state: dict | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> Outcome:
+    """Train ``model`` for ``cfg.steps`` steps (fewer when early stopping fires); returns its outcome.
+
+    ``folder`` receives checkpoint.pt and metrics.jsonl (rank 0). ``resume``: a loaded checkpoint of
+    this same run. ``extra_state`` is stored in every checkpoint (the resolved config, the model shape).
+    """
+    model.to(device)
+    net = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    opt, sched = make_optimizer(model, cfg)
+    step, best, stale, history = 0, None, 0, []
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        set_rng_state(resume["rng"])
+        step, best, stale, history = resume["step"], resume["best"], resume["stale"], list(resume["history"])
+        if curriculum is not None and resume.get("curriculum") is not None:
+            # in place: the task's batch function holds this same object
+            curriculum.__dict__.update(type(curriculum).from_state_dict(resume["curriculum"]).__dict__)
+    folder.mkdir(parents=True, exist_ok=True)
+    log = (folder / "metrics.jsonl").open("a") if dist.main else None
+    writer = _tensorboard(folder) if dist.main else None
+    autocast = device.type == "cuda" and cfg.bf16
+    started, tokens_seen, stopped_early = time.perf_counter(), 0, False
+
+    def checkpoint(done: bool = False) -> Path | None:
+        if not dist.main:
+            return None
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": rng_state(),
+            "step": step,
+            "best": best,
+            "stale": stale,
+            "history": history,
+            "curriculum": curriculum.state_dict() if curriculum is not None else None,
+            "done": done,
+            **(extra_state or {}),
+        }
+        save_checkpoint(folder / "checkpoint.pt", state)
+        return folder / "checkpoint.pt"
+
+    def record(entry: dict) -> None:
+        history.append(entry)
+        if log is not None:
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+        if writer is not None:
+            for k, v in entry.items():
+                if isinstance(v, int | float) and k != "step":
+                    writer.add_scalar(k, v, entry["step"])
+
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc=folder.name, unit="step", disable=not (progress and dist.main)
+    )
+    try:
+        with _StopFlag() as flag:
+            while step < cfg.steps and not stopped_early:
+                net.train()
+                batch = task.batch(step, dist.rank)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                    loss_sum, count = task.loss(net, batch)
+                total = count.detach().clone().float()
+                if dist.world > 1:
+                    torch.distributed.all_reduce(total)
+                loss = loss_sum * dist.world / total.clamp(min=1)  # token-weighted over every rank
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                opt.step()
+                sched.step()
+                step += 1
+                tokens_seen += int(total.item())
+                mean_loss = loss.item() / dist.world
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    record(
+                        {
+                            "step": step,
+                            "loss": mean_loss,
+                            "lr": sched.get_last_lr()[0],
+                            "tokens_per_s": tokens_seen / (time.perf_counter() - started),
+                        }
+                    )
+                if step % cfg.eval_every == 0 or step == cfg.steps:
+                    net.eval()
+                    scores = task.evaluate(model)
+                    level_up = curriculum.update(scores["accuracy"]) if curriculum is not None else False
+                    if best is None or scores["accuracy"] > best + 1e-4:
+                        best, stale = scores["accuracy"], 0
+                    else:
+                        stale += 1
+                    stopped_early = bool(cfg.patience) and stale >= cfg.patience
+                    level = curriculum.current if curriculum is not None else None
+                    record(
+                        {
+                            "step": step,
+                            "loss": mean_loss,
+                            **{f"valid_{k}": v for k, v in scores.items()},
+                            "level": list(level) if level else None,
+                            "level_up": level_up,
+                        }
+                    )
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", valid=f"{scores['accuracy']:.3f}")
+                if on_step is not None:
+                    on_step(step)
+                if flag.raised is not None:
+                    raise Interrupted(step, checkpoint())
+                if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                    checkpoint()
+            checkpoint(done=True)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        if writer is not None:
+            writer.close()
+    return Outcome(step, stopped_early, history, time.perf_counter() - started)
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: tensorboard not installed
+        return None
+    return SummaryWriter(str(folder / "tensorboard"))
