@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_OUT ?= data/progeval-demo
 
-.PHONY: run test test-all bench lint clean
+.PHONY: run dataset test test-all bench lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-# Until the main training job exists, the main job generates a curriculum dataset and shows it.
+# The main job on its built-in default: GF vs stacked LSTM encoder-decoders on generated programs.
 run: $(VENV)/.installed
+	$(PY) -m gfseq.run --task progeval --nest 3
+
+# The dataset on its own: generate, show and re-verify a curriculum dataset.
+dataset: $(VENV)/.installed
 	$(PY) -m progeval generate --length 6 --nest 3 --curriculum mix --out $(RUN_OUT) --overwrite
 	$(PY) -m progeval show $(RUN_OUT) -n 3
 	$(PY) -m progeval verify $(RUN_OUT) --quiet
@@ -31,10 +35,11 @@ test-all: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_progeval.py
 	$(PY) -m gfseq.bench --repeats 9 --out benchmarks/gfseq_layers.md
+	$(PY) benchmarks/bench_train.py --repeats 5
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check progeval gfseq tests benchmarks
 	$(PY) -m ruff format --check progeval gfseq tests benchmarks
 
 clean:
-	rm -rf $(VENV) data
+	rm -rf $(VENV) data runs

@@ -122,7 +122,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     clip: float = 1.0
     batch: int = 64
-    steps: int = 2000
+    steps: int = 2500
     eval_every: int = 250
     log_every: int = 50
     eval_examples: int = 500

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per model (train.steps)")
     p.add_argument("--device", help="auto, cpu or cuda (train.device)")
     p.add_argument("--seed", type=int, help="model initialisation and batch order (train.seed)")
+    p.add_argument("--preset", help="tasks/presets/NAME.toml applied over the task, e.g. paper")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any key, e.g. train.lr=3e-4"
     )
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve(args: argparse.Namespace) -> RunConfig:
     cfg = load_task(args.task)
+    if args.preset:
+        cfg = with_overrides(cfg, preset_overrides(args.preset))
     overrides = {}
     for flag, key in FLAGS.items():
         value = getattr(args, flag)
@@ -71,6 +74,20 @@ def resolve(args: argparse.Namespace) -> RunConfig:
             raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
         overrides[key.strip()] = parse_value(value.strip())
     return with_overrides(cfg, overrides)
+
+
+def preset_overrides(name: str) -> dict:
+    """The dotted keys of tasks/presets/NAME.toml."""
+    import tomllib
+
+    from gfseq.config import TASKS_DIR
+
+    path = TASKS_DIR / "presets" / f"{name}.toml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (TASKS_DIR / "presets").glob("*.toml"))
+        raise ConfigError(f"--preset: unknown preset {name!r}; known: {', '.join(known) or 'none'}")
+    raw = tomllib.loads(path.read_text())
+    return {f"{section}.{key}": value for section, table in raw.items() for key, value in table.items()}
 
 
 def _resume_config(folder: Path, args: argparse.Namespace) -> RunConfig:
@@ -94,8 +111,10 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
         from gfseq.engine import init_distributed, resolve_device
 
         if args.resume is not None:
-            given = [f"--{f}" for f in FLAGS if f != "device" and getattr(args, f) is not None] + (
-                ["--set"] if args.set else []
+            given = (
+                [f"--{f}" for f in FLAGS if f != "device" and getattr(args, f) is not None]
+                + (["--set"] if args.set else [])
+                + (["--preset"] if args.preset else [])
             )
             if given:
                 raise ConfigError(f"--resume: the run's own config is used; drop {', '.join(given)}")

@@ -1,0 +1,94 @@
+"""Re-score a finished run's checkpoints: ``python -m gfseq.evaluate runs/<id> [--split test_extrapolate]``.
+
+Loads every model's checkpoint (weights only), the run's dataset (checked against the fingerprint in
+result.json when there is one), scores the split per cell and prints the table; ``--write`` also
+saves eval-<split>.json and predictions-<split>.jsonl in the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gfseq.config import ConfigError, RunConfig
+from gfseq.engine import CheckpointError, load_checkpoint
+from progeval.config import ConfigError as DataConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m gfseq.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="a run folder written by python -m gfseq.run")
+    p.add_argument("--split", default="test", choices=["valid", "test", "test_extrapolate"])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--data-root", type=Path, default=Path("data"))
+    p.add_argument(
+        "--write", action="store_true", help="save eval-<split>.json and predictions-<split>.jsonl"
+    )
+    return p
+
+
+def evaluate(run: Path, split: str, batch: int, device: str, data_root: Path) -> tuple[dict, list[dict]]:
+    import torch
+
+    from gfseq.data.progeval import load_splits, prepare
+    from gfseq.models.seq2seq import Seq2Seq, Seq2SeqShape
+    from gfseq.progeval_task import score
+
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{str(run)!r} is not a run folder (no config.json)")
+    cfg = RunConfig.from_dict(json.loads(config_path.read_text())["config"])
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device!r} was asked for but torch sees no GPU")
+    result_path = run / "result.json"
+    recorded = json.loads(result_path.read_text()) if result_path.is_file() else None
+    folder = Path(recorded["data"]["path"]) if recorded and recorded["data"].get("path") else None
+    if folder is None or not folder.is_dir():
+        folder = prepare(cfg.data, data_root, progress=False)
+    splits, manifest = load_splits(folder)
+    if recorded and manifest["fingerprint"] != recorded["data"]["fingerprint"]:
+        raise CheckpointError(f"{folder}: data fingerprint differs from the run's result.json")
+    metrics, rows = {}, []
+    for arch in cfg.model.archs:
+        state = load_checkpoint(run / arch / "checkpoint.pt")
+        shape = Seq2SeqShape(**{k: v for k, v in state["shape"].items() if k != "parameters"})
+        model = Seq2Seq(shape)
+        model.load_state_dict(state["model"])
+        model.to(device)
+        scores, arch_rows = score(model, splits.get(split, []), device, batch, split, arch)
+        metrics[arch] = {split: scores.to_dict()}
+        rows += arch_rows
+    return metrics, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch < 1:
+            raise ConfigError(f"--batch: expected an integer >= 1, got {args.batch}")
+        metrics, rows = evaluate(args.run, args.split, args.batch, args.device, args.data_root)
+    except (ConfigError, CheckpointError, DataConfigError, OSError, KeyError, json.JSONDecodeError) as err:
+        print(f"gfseq.evaluate: error: {err}", file=sys.stderr)
+        return 2
+    from gfseq import results
+
+    n = len({r["id"] for r in rows})
+    print(f"{args.split} ({n} programs): teacher-forced character accuracy / greedy exact match\n")
+    print(results.table(metrics, args.split))
+    if args.write:
+        results.write_json(args.run / f"eval-{args.split}.json", metrics)
+        results.write_predictions(args.run / f"predictions-{args.split}.jsonl", rows)
+        print(f"\nwrote {args.run}/eval-{args.split}.json and predictions-{args.split}.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
