@@ -7,6 +7,8 @@ written into every checkpoint and result. Unknown keys fail with a "did you mean
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -39,16 +41,32 @@ def _int(section: str, name: str, value: Any, low: int, high: int | None = None)
 
 
 def _number(section: str, name: str, value: Any, low: float, high: float | None = None) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= low
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+    )
     if not ok or (high is not None and value > high):
         bound = f"a number in [{low}, {high}]" if high is not None else f"a number >= {low}"
         raise ConfigError(f"{section}.{name}: expected {bound}, got {value!r}")
+
+
+#: Seeds go to torch.manual_seed, which takes 64-bit values.
+MAX_SEED = 2**63 - 1
+#: Sizes beyond these are typos, not models (and would fail deep inside an allocation).
+MAX_WIDTH = 65_536
 
 
 @dataclass(frozen=True)
 class TaskInfo:
     name: str = "progeval"
     version: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
+            raise ConfigError(f"task.name: expected letters, digits, '_', '-' or '.', got {self.name!r}")
+        _int("task", "version", self.version, 1)
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,9 @@ class DataConfig:
         _int("data", "level_patience", self.level_patience, 1)
         _int("data", "length", self.length, 1, 30)
         _int("data", "nesting", self.nesting, 1, 25)
-        for name in ("train", "valid", "test", "test_extrapolate", "seed"):
-            _int("data", name, getattr(self, name), 0)
+        for name in ("train", "valid", "test", "test_extrapolate"):
+            _int("data", name, getattr(self, name), 0, 10_000_000)
+        _int("data", "seed", self.seed, 0, MAX_SEED)
         if self.train < 1 or self.valid < 1:
             raise ConfigError(f"data.train and data.valid: expected >= 1, got {self.train} and {self.valid}")
         if self.curriculum not in ("baseline", "naive", "mix", "combined"):
@@ -107,10 +126,10 @@ class ModelConfig:
             raise ConfigError(f"model.archs: expected distinct architectures, got {list(archs)}")
         object.__setattr__(self, "archs", archs)
         _int("model", "layers", self.layers, 1, 64)
-        _int("model", "hidden", self.hidden, 1)
-        _int("model", "embedding", self.embedding, 1)
+        _int("model", "hidden", self.hidden, 1, MAX_WIDTH)
+        _int("model", "embedding", self.embedding, 1, MAX_WIDTH)
         if self.params is not None:
-            _int("model", "params", self.params, 1)
+            _int("model", "params", self.params, 1, 10**10)
         _number("model", "dropout", self.dropout, 0.0, 0.99)
 
 
@@ -147,9 +166,9 @@ class TrainConfig:
             ("eval_examples", 1),
             ("patience", 0),
             ("checkpoint_every", 1),
-            ("seed", 0),
         ):
             _int("train", name, getattr(self, name), low)
+        _int("train", "seed", self.seed, 0, MAX_SEED)
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"train.device: expected auto, cpu or cuda, got {self.device!r}")
         if not isinstance(self.bf16, bool):
@@ -169,6 +188,8 @@ class EvalConfig:
                 raise ConfigError(
                     f"eval.splits: expected names from {', '.join(known)}, got {s!r}" + _hint(str(s), known)
                 )
+        if not splits or len(set(splits)) != len(splits):
+            raise ConfigError(f"eval.splits: expected one or more distinct split names, got {list(splits)}")
         object.__setattr__(self, "splits", splits)
         _int("eval", "batch", self.batch, 1)
 
@@ -190,6 +211,12 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        if not any(getattr(self.data, split) for split in self.eval.splits):
+            raise ConfigError(
+                f"eval.splits: every split to score ({', '.join(self.eval.splits)}) has 0 programs in data"
+            )
+
     def to_dict(self) -> dict[str, dict[str, Any]]:
         out = {}
         for name in SECTIONS:
@@ -199,12 +226,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"expected a table of sections, got {type(d).__name__}")
         return with_overrides(
             cls(), {f"{s}.{k}": v for s, sec in d.items() for k, v in _section(s, sec).items()}
         )
 
 
 def _section(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(name, str):
+        raise ConfigError(f"expected a table of sections, got key {name!r}")
     if name not in SECTIONS:
         raise ConfigError(f"unknown section {name!r}" + _hint(name, SECTIONS))
     if not isinstance(value, dict):

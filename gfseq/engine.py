@@ -19,6 +19,7 @@ import pickle
 import signal
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,22 +114,32 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+#: What every checkpoint written by ``train`` holds.
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "step", "best", "stale", "history", "done")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Tensors and plain data only (``weights_only=True``); anything else is refused."""
+    path = Path(path)
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: damaged or not a checkpoint (not a torch.save archive)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in str(err) or isinstance(err, pickle.UnpicklingError):
-            raise CheckpointError(
-                f"{path}: refused: it holds pickled objects, not only tensors and plain data "
-                "(checkpoints load with weights_only=True)"
-            ) from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     except OSError as err:
         raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused: it holds pickled objects, not only tensors and plain data "
+            "(checkpoints load with weights_only=True)"
+        ) from None
+    except Exception as err:  # a damaged archive fails in many ways inside torch.load
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{path}: damaged or not a checkpoint ({first[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a gfseq checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint, missing {', '.join(missing)}")
     return state
 
 
@@ -161,7 +172,16 @@ class Outcome:
     step: int
     stopped_early: bool
     history: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # training time, summed over every session of a resumed run
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> Outcome:
+        return cls(
+            state["step"],
+            bool(state.get("stopped_early", False)),
+            list(state["history"]),
+            float(state.get("seconds", 0.0)),
+        )
 
 
 class _StopFlag:
@@ -216,18 +236,23 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     opt, sched = make_optimizer(model, cfg)
-    step, best, stale, history = 0, None, 0, []
+    step, best, stale, history, before = 0, None, 0, [], 0.0
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         set_rng_state(resume["rng"])
         step, best, stale, history = resume["step"], resume["best"], resume["stale"], list(resume["history"])
+        before = float(resume.get("seconds", 0.0))
         if curriculum is not None and resume.get("curriculum") is not None:
             # in place: the task's batch function holds this same object
             curriculum.__dict__.update(type(curriculum).from_state_dict(resume["curriculum"]).__dict__)
     folder.mkdir(parents=True, exist_ok=True)
-    log = (folder / "metrics.jsonl").open("a") if dist.main else None
+    log = None
+    if dist.main:  # the log holds exactly the checkpoint's history: drop what a crash left after it
+        log = (folder / "metrics.jsonl").open("w")
+        log.writelines(json.dumps(entry) + "\n" for entry in history)
+        log.flush()
     writer = _tensorboard(folder) if dist.main else None
     autocast = device.type == "cuda" and cfg.bf16
     started, tokens_seen, stopped_early = time.perf_counter(), 0, False
@@ -247,6 +272,8 @@ def train(
             "history": history,
             "curriculum": curriculum.state_dict() if curriculum is not None else None,
             "done": done,
+            "stopped_early": stopped_early,
+            "seconds": before + time.perf_counter() - started,
             **(extra_state or {}),
         }
         save_checkpoint(folder / "checkpoint.pt", state)
@@ -273,8 +300,10 @@ def train(
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
                     loss_sum, count = task.loss(net, batch)
                 total = count.detach().clone().float()
+                summed = loss_sum.detach().clone().float()  # for the log: every rank's loss, not ours
                 if dist.world > 1:
                     torch.distributed.all_reduce(total)
+                    torch.distributed.all_reduce(summed)
                 loss = loss_sum * dist.world / total.clamp(min=1)  # token-weighted over every rank
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -284,7 +313,7 @@ def train(
                 sched.step()
                 step += 1
                 tokens_seen += int(total.item())
-                mean_loss = loss.item() / dist.world
+                mean_loss = (summed / total.clamp(min=1)).item()
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     record(
@@ -328,7 +357,7 @@ def train(
             log.close()
         if writer is not None:
             writer.close()
-    return Outcome(step, stopped_early, history, time.perf_counter() - started)
+    return Outcome(step, stopped_early, history, before + time.perf_counter() - started)
 
 
 def _tensorboard(folder: Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -45,9 +46,27 @@ def evaluate(run: Path, split: str, batch: int, device: str, data_root: Path) ->
     config_path = run / "config.json"
     if not config_path.is_file():
         raise CheckpointError(f"{str(run)!r} is not a run folder (no config.json)")
-    cfg = RunConfig.from_dict(json.loads(config_path.read_text())["config"])
+    try:
+        cfg = RunConfig.from_dict(json.loads(config_path.read_text())["config"])
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_path}: not a run config ({type(err).__name__}: {err})") from None
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device: {device!r} was asked for but torch sees no GPU")
+    states = {}
+    for arch in cfg.model.archs:  # every checkpoint before any data work
+        path = run / arch / "checkpoint.pt"
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing (the run stopped before {arch} had a checkpoint)")
+        states[arch] = load_checkpoint(path)
+        if not isinstance(states[arch].get("shape"), dict):
+            raise CheckpointError(f"{path}: not a gfseq.run checkpoint (no model shape)")
+        if not states[arch]["done"]:
+            print(
+                f"gfseq.evaluate: warning: {arch} is unfinished (step {states[arch]['step']})",
+                file=sys.stderr,
+            )
     result_path = run / "result.json"
     recorded = json.loads(result_path.read_text()) if result_path.is_file() else None
     folder = Path(recorded["data"]["path"]) if recorded and recorded["data"].get("path") else None
@@ -56,9 +75,10 @@ def evaluate(run: Path, split: str, batch: int, device: str, data_root: Path) ->
     splits, manifest = load_splits(folder)
     if recorded and manifest["fingerprint"] != recorded["data"]["fingerprint"]:
         raise CheckpointError(f"{folder}: data fingerprint differs from the run's result.json")
+    if not splits.get(split):
+        raise ConfigError(f"--split: the run's dataset has no {split} programs")
     metrics, rows = {}, []
-    for arch in cfg.model.archs:
-        state = load_checkpoint(run / arch / "checkpoint.pt")
+    for arch, state in states.items():
         shape = Seq2SeqShape(**{k: v for k, v in state["shape"].items() if k != "parameters"})
         model = Seq2Seq(shape)
         model.load_state_dict(state["model"])
@@ -75,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.batch < 1:
             raise ConfigError(f"--batch: expected an integer >= 1, got {args.batch}")
         metrics, rows = evaluate(args.run, args.split, args.batch, args.device, args.data_root)
-    except (ConfigError, CheckpointError, DataConfigError, OSError, KeyError, json.JSONDecodeError) as err:
+    except (ConfigError, CheckpointError, DataConfigError, OSError, json.JSONDecodeError) as err:
         print(f"gfseq.evaluate: error: {err}", file=sys.stderr)
         return 2
     from gfseq import results

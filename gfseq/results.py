@@ -68,8 +68,14 @@ def _finite(obj, where: str = "result") -> None:
             _finite(v, f"{where}[{i}]")
 
 
+#: Largest parameter mismatch between the models of one result.
+PARAMETER_TOLERANCE = 0.02
+
+
 def validate(result: dict) -> None:
-    """Raise ResultError unless ``result`` satisfies schemas/result.schema.json (and has no NaN)."""
+    """Raise ResultError unless ``result`` satisfies schemas/result.schema.json and the rules JSON
+    Schema cannot state: finite numbers, counts that add up, metrics only for listed models, and
+    parameter counts within 2 %."""
     import jsonschema
 
     _finite(result)
@@ -79,6 +85,33 @@ def validate(result: dict) -> None:
         e = errors[0]
         where = "result" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
         raise ResultError(f"{where}: {e.message}")
+    models = result["models"]
+    for key, model in models.items():
+        if model["arch"] != key:
+            raise ResultError(f"result.models.{key}: holds arch {model['arch']!r}, expected {key!r}")
+    counts = [m["parameters"] for m in models.values()]
+    if max(counts) > (1 + PARAMETER_TOLERANCE) * min(counts):
+        raise ResultError(
+            f"result.models: parameter counts {counts} differ by more than {PARAMETER_TOLERANCE:.0%}"
+        )
+    for arch, splits in result["metrics"].items():
+        if arch not in models:
+            raise ResultError(f"result.metrics.{arch}: no such model in result.models")
+        for split, scores in splits.items():
+            for name, c in [("overall", scores["overall"]), *scores["cells"].items()]:
+                _check_counts(f"result.metrics.{arch}.{split}.{name}", c)
+
+
+def _check_counts(where: str, c: dict) -> None:
+    if c["chars_correct"] > c["chars_total"] or c["exact"] > c["examples"]:
+        raise ResultError(f"{where}: more right than counted ({c})")
+    expect = {
+        "char_accuracy": c["chars_correct"] / c["chars_total"] if c["chars_total"] else 0.0,
+        "exact_match": c["exact"] / c["examples"] if c["examples"] else 0.0,
+    }
+    for k, v in expect.items():
+        if abs(c[k] - v) > 1e-9:
+            raise ResultError(f"{where}.{k}: {c[k]} does not equal its counts ({v})")
 
 
 def write_json(path: Path, obj) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gfseq.config import ConfigError, RunConfig, load_task, parse_value, with_overrides
 from gfseq.engine import CheckpointError, Dist, Interrupted
+from gfseq.results import ResultError
 from progeval.config import ConfigError as DataConfigError
 
 #: Flags and the config keys they set.
@@ -96,8 +97,12 @@ def _resume_config(folder: Path, args: argparse.Namespace) -> RunConfig:
         raise CheckpointError(f"--resume: {str(folder)!r} is not a run folder (no config.json)")
     try:
         cfg = RunConfig.from_dict(json.loads(path.read_text())["config"])
-    except (OSError, json.JSONDecodeError, KeyError) as err:
-        raise CheckpointError(f"--resume: cannot read {str(path)!r}: {err}") from None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"--resume: cannot read {str(path)!r}: {type(err).__name__}: {err}") from None
+    except ConfigError as err:
+        raise CheckpointError(
+            f"--resume: {str(path)!r} holds a config that no longer checks: {err}"
+        ) from None
     if args.device:  # the one thing that may change on resume
         cfg = with_overrides(cfg, {"train.device": args.device})
     return cfg
@@ -135,16 +140,20 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
         dist = init_distributed(kind)
         device = resolve_device(cfg.train.device, dist)
         return _run(cfg, folder, device, dist, args, on_step)
-    except (ConfigError, CheckpointError, DataConfigError) as err:
+    except (ConfigError, CheckpointError, DataConfigError, ResultError) as err:
         print(f"gfseq.run: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
         where = f"; checkpoint {stop.path}" if stop.path else ""
+        data = f" --data-root {args.data_root}" if args.data_root != Path("data") else ""
         print(
             f"gfseq.run: interrupted at step {stop.step}{where}; "
-            f"continue with: python -m gfseq.run --resume {args.resume or folder}",
+            f"continue with: python -m gfseq.run --resume {args.resume or folder}{data}",
             file=sys.stderr,
         )
+        return 130
+    except KeyboardInterrupt:  # before training started (data generation) or while scoring
+        print("gfseq.run: interrupted before a checkpoint was due; nothing new was kept", file=sys.stderr)
         return 130
 
 
@@ -158,14 +167,21 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
 
     started = time.perf_counter()
     model_shapes = shapes(cfg)  # fails early when the sizes cannot be matched
-    if dist.main:
-        _check_folder(folder, resuming=args.resume is not None)
-        folder.mkdir(parents=True, exist_ok=True)
-        if args.resume is None:
-            results.write_json(
-                folder / "config.json", {"config": cfg.to_dict(), "command": results.command_line()}
-            )
+    _check_folder(folder, resuming=args.resume is not None)  # every rank, before any rank writes
+    if args.data_root.exists() and not args.data_root.is_dir():
+        raise ConfigError(f"--data-root: {str(args.data_root)!r} is a file, not a folder")
+    if dist.world > 1:
+        torch.distributed.barrier()
+    if dist.main:  # the data first: an interrupted generation leaves no run folder behind
         data_folder = prepare(cfg.data, args.data_root, progress=not args.quiet)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if args.resume is None:
+                results.write_json(
+                    folder / "config.json", {"config": cfg.to_dict(), "command": results.command_line()}
+                )
+        except OSError as err:
+            raise ConfigError(f"--out: cannot write {str(folder)!r}: {err.strerror or err}") from None
     if dist.world > 1:
         torch.distributed.barrier()
         if not dist.main:
@@ -173,15 +189,17 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
     splits, manifest = load_splits(data_folder)
     from progeval import CurriculumState
 
+    checkpoints = {}  # every checkpoint is checked before any work
+    for arch, shape in model_shapes.items():
+        path = folder / arch / "checkpoint.pt"
+        if path.is_file():
+            checkpoints[arch] = engine.load_checkpoint(path)
+            _check_resumable(checkpoints[arch], arch, shape_dict(shape), path)
     metrics: dict[str, dict[str, dict]] = {}
     models_info, histories, prediction_rows = {}, {}, []
     for arch, shape in model_shapes.items():
         arch_folder = folder / arch
-        resume = (
-            engine.load_checkpoint(arch_folder / "checkpoint.pt")
-            if (arch_folder / "checkpoint.pt").is_file()
-            else None
-        )
+        resume = checkpoints.get(arch)
         torch.manual_seed(cfg.train.seed)  # the same initialisation seed for every arch
         model = Seq2Seq(shape)
         curriculum = CurriculumState(
@@ -195,7 +213,7 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
         if resume is not None and resume.get("done"):
             model.load_state_dict(resume["model"])
             model.to(device)
-            outcome = engine.Outcome(resume["step"], False, list(resume["history"]), 0.0)
+            outcome = engine.Outcome.from_checkpoint(resume)
             if dist.main:
                 print(f"{arch}: finished before, {resume['step']} steps", file=sys.stderr)
         else:
@@ -233,7 +251,7 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
                     metrics[arch][split] = scores.to_dict()
                     prediction_rows += rows
     if dist.main:
-        manifest = {**manifest, "_path": str(data_folder)}
+        manifest = {**manifest, "_path": str(Path(data_folder).resolve())}
         _write_outputs(
             cfg,
             folder,
@@ -245,6 +263,7 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
             prediction_rows,
             {s: len(splits.get(s, [])) for s in cfg.eval.splits},
             time.perf_counter() - started,
+            dist.world,
         )
     if dist.world > 1:
         torch.distributed.barrier()
@@ -252,15 +271,28 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
     return 0
 
 
+def _check_resumable(state: dict, arch: str, shape: dict, path: Path) -> None:
+    """A checkpoint must be this run's model: same arch and shape (a copied file is refused)."""
+    if state.get("arch") != arch or state.get("shape") != shape:
+        raise CheckpointError(
+            f"{path}: holds {state.get('arch')!r} {state.get('shape')}, but this run's {arch!r} is {shape}"
+        )
+
+
 def _check_folder(folder: Path, resuming: bool) -> None:
     if resuming:
         return
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe != folder and not probe.is_dir():
+        raise ConfigError(f"--out: {str(probe)!r} is a file, not a folder")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(f"--out: {str(folder)!r} exists and is not empty; choose another or --resume it")
 
 
 def _write_outputs(
-    cfg, folder, device, manifest, metrics, models_info, histories, rows, examples, seconds
+    cfg, folder, device, manifest, metrics, models_info, histories, rows, examples, seconds, processes
 ) -> None:
     from gfseq import results
 
@@ -276,17 +308,13 @@ def _write_outputs(
         },
         "models": models_info,
         "config": cfg.to_dict(),
-        "seeds": {
-            "data": cfg.data.seed,
-            "init": cfg.train.seed,
-            "batch_order": cfg.train.seed,
-            "dropout": cfg.train.seed,
-        },
+        "seeds": {"data": cfg.data.seed, "train": cfg.train.seed},
         "metrics": metrics,
         "metric_info": results.METRIC_INFO,
         "examples": examples,
         "wall_time_s": round(seconds, 3),
         "device": results.device_name(device),
+        "processes": processes,
         "versions": results.versions(),
         "git_commit": results.git_commit(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -295,16 +323,19 @@ def _write_outputs(
     }
     results.validate(result)
     results.write_json(folder / "result.json", result)
-    split = cfg.eval.splits[0]
-    if any(split in m for m in metrics.values()):
-        results.heatmap(metrics, split, folder / "heatmap.png")
+    written = ["result.json", "predictions.jsonl"]
+    scored = [s for s in cfg.eval.splits if any(s in m for m in metrics.values())]
+    if scored:
+        results.heatmap(metrics, scored[0], folder / "heatmap.png")
+        written.append("heatmap.png")
     results.curves(histories, folder / "curves.png")
+    written.append("curves.png")
     for s in cfg.eval.splits:
         text = results.table(metrics, s)
         if text:
             print(f"\n{s} ({examples[s]} programs): teacher-forced character accuracy / greedy exact match\n")
             print(text)
-    print(f"\nwrote {folder}/result.json, predictions.jsonl, heatmap.png, curves.png")
+    print(f"\nwrote {folder}/{', '.join(written)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The main job as a user runs it: the real CLI on tiny budgets, resume, torchrun, bad input."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -78,9 +79,55 @@ def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(tmp_path,
         assert cut == whole  # same steps, same losses to the bit, same curriculum levels
     levels = [tuple(r[2]) for r in losses(tmp_path / "whole", "gf") if r[2]]
     assert levels == [(2, 1), (1, 2), (2, 2), (2, 2), (2, 2), (2, 2)]  # up at every evaluation, then the top
-    a = json.loads((tmp_path / "whole" / "result.json").read_text())["metrics"]
-    b = json.loads((tmp_path / "cut" / "result.json").read_text())["metrics"]
-    assert a == b
+    a = json.loads((tmp_path / "whole" / "result.json").read_text())
+    b = json.loads((tmp_path / "cut" / "result.json").read_text())
+    assert a["metrics"] == b["metrics"]
+    for arch in ("gf", "stacked"):  # both sessions' training time is counted
+        assert b["models"][arch]["steps"] == 12 and b["models"][arch]["train_seconds"] > 0
+
+
+def test_a_crash_after_a_checkpoint_resumes_without_duplicate_log_rows(tmp_path, data_root):
+    extra = ["--steps", "8"]
+    assert run(tmp_path, data_root, *extra, out="whole") == 0
+
+    def crash(step):
+        if step == 5:  # checkpoints at 3 and 6: steps 4 and 5 are lost and must be redone
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(tmp_path, data_root, *extra, out="cut", on_step=crash)
+    assert main(["--resume", str(tmp_path / "cut"), "--quiet", "--data-root", str(data_root)]) == 0
+    assert losses(tmp_path / "cut", "gf") == losses(tmp_path / "whole", "gf")
+
+
+def test_schema_and_rules_refuse_results_that_do_not_add_up(tmp_path, data_root):
+    assert run(tmp_path, data_root, "--steps", "2") == 0
+    good = json.loads((tmp_path / "run" / "result.json").read_text())
+    results.validate(good)
+
+    def broken(edit):
+        bad = json.loads(json.dumps(good))
+        edit(bad)
+        return bad
+
+    cases = {
+        "more right than counted": lambda r: r["metrics"]["gf"]["test"]["overall"].update(
+            chars_correct=10**6
+        ),
+        "does not equal its counts": lambda r: r["metrics"]["gf"]["test"]["overall"].update(exact_match=0.9),
+        "holds arch 'stacked'": lambda r: r["models"]["gf"].update(arch="stacked"),
+        "differ by more than 2%": lambda r: r["models"]["gf"].update(parameters=10**7),
+        "no such model": lambda r: r["metrics"].update(single=r["metrics"]["gf"]),
+        "Additional properties": lambda r: r.update(comment="trust me"),
+        "expected a finite number": lambda r: r["metrics"]["gf"]["test"]["overall"].update(
+            char_accuracy=float("nan")
+        ),
+        "is not one of": lambda r: r["metrics"]["gf"].update(foo=r["metrics"]["gf"]["test"]),
+        "does not match": lambda r: r["predictions"].update(file="/etc/passwd"),
+    }
+    for message, edit in cases.items():
+        with pytest.raises(results.ResultError, match=message):
+            results.validate(broken(edit))
 
 
 def test_checkpoints_with_pickled_objects_are_refused(tmp_path, data_root):
@@ -115,6 +162,16 @@ def test_checkpoints_with_pickled_objects_are_refused(tmp_path, data_root):
             r"model\.archs: expected names from .*, got 'stackd' \(did you mean 'stacked'\?\)",
         ),
         (["--resume", "/nonexistent/run"], r"--resume: '/nonexistent/run' is not a run folder"),
+        (["--seed", str(2**64)], r"train\.seed: expected an integer in 0\.\.9223372036854775807"),
+        (["--set", 'task.name="../escape"'], r"task\.name: expected letters, digits"),
+        (["--set", "eval.splits=[]"], r"eval\.splits: expected one or more distinct split names, got \[\]"),
+        (["--set", "train.lr=1e400"], r"train\.lr: expected a number >= 0\.0, got inf"),
+        (["--set", "model.hidden=3000000"], r"model\.hidden: expected an integer in 1\.\.65536"),
+        (
+            ["--data-root", "/etc/passwd", "--nest", "1", "--length", "1"],
+            r"--data-root: '/etc/passwd' is a file",
+        ),
+        (["--out", "/etc/passwd/run"], r"--out: '/etc/passwd' is a file, not a folder"),
     ]
     + (
         []
@@ -143,8 +200,30 @@ def test_torchrun_with_two_processes_on_cpu_writes_one_result(tmp_path, data_roo
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     results.validate(result)
-    assert result["models"]["gf"]["steps"] == 4
+    assert result["models"]["gf"]["steps"] == 4 and result["processes"] == 2
+    first = json.loads((tmp_path / "ddp" / "gf" / "metrics.jsonl").read_text().splitlines()[0])
+    assert abs(first["loss"] - math.log(54)) < 0.5  # every rank's loss, not rank 0's share of it
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir() if p.suffix == ".json") == [
         "config.json",
         "result.json",
     ]
+
+
+def test_resume_refuses_a_checkpoint_of_another_model_and_a_broken_config(tmp_path, data_root):
+    assert run(tmp_path, data_root, "--steps", "2") == 0
+    folder = tmp_path / "run"
+    (folder / "stacked" / "checkpoint.pt").write_bytes((folder / "gf" / "checkpoint.pt").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "gfseq.run", "--resume", str(folder), "--quiet",
+                        "--data-root", str(data_root)], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds 'gf'" in r.stderr
+    (folder / "stacked" / "checkpoint.pt").write_text("not a checkpoint")
+    r = subprocess.run([sys.executable, "-m", "gfseq.evaluate", str(folder), "--data-root", str(data_root)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "damaged or not a checkpoint" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "gfseq.evaluate", str(folder), "--device", "gpu"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "--device: expected cpu, cuda or cuda:N, got 'gpu'" in r.stderr
+    (folder / "config.json").write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "gfseq.run", "--resume", str(folder), "--quiet"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot read" in r.stderr

@@ -51,9 +51,12 @@ def test_teacher_forced_counts_ignore_padding_and_greedy_stops_at_eos():
     right, counted = teacher_forced(logits, tgt_out)
     assert right == [2, 1] and counted == [3, 2]
     rows = greedy_rows(torch.tensor([encode("12") + [EOS] + encode("34"), encode("12") + [PAD, PAD, PAD]]))
-    assert rows == [("12", True), ("12", False)]  # what follows EOS is not part of the answer
+    assert rows == [("12", True), ("12<pad><pad><pad>", False)]  # what follows EOS is not part of the answer
     assert is_exact("12", True, "12") and not is_exact("12", False, "12")
-    assert decode([GO, *encode("-4"), EOS, *encode("9")]) == "-4"
+    assert decode([*encode("-4"), EOS, *encode("9")]) == "-4"
+    # special tokens before EOS are not silently dropped: "1<go>2" is not "12"
+    ((text, eos),) = greedy_rows(torch.tensor([[encode("1")[0], GO, encode("2")[0], EOS]]))
+    assert text == "1<go>2" and not is_exact(text, eos, "12")
 
 
 def test_scores_are_sums_over_counts_not_means_of_batches():

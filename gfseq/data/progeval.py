@@ -34,13 +34,13 @@ def encode(text: str) -> list[int]:
 
 
 def decode(ids: list[int]) -> str:
-    """Characters up to the first EOS (specials other than EOS are dropped)."""
+    """Characters up to the first EOS; any other special token is written by name (``<pad>``), so a
+    prediction holding one can never equal a target."""
     out = []
     for i in ids:
         if i == EOS:
             break
-        if i >= len(SPECIALS):
-            out.append(VOCAB[i])
+        out.append(VOCAB[i])
     return "".join(out)
 
 
