@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -10,6 +9,8 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from progeval.store import sha256_file  # one definition for datasets and results
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "result.schema.json"
 METRIC_INFO = {
@@ -47,14 +48,6 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _finite(obj, where: str = "result") -> None:

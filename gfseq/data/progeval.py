@@ -60,16 +60,8 @@ class Example:
 def dataset_config(cfg: DataConfig):
     from progeval import DatasetConfig
 
-    return DatasetConfig(
-        length=cfg.length,
-        nesting=cfg.nesting,
-        curriculum=cfg.curriculum,
-        train=cfg.train,
-        valid=cfg.valid,
-        test=cfg.test,
-        test_extrapolate=cfg.test_extrapolate,
-        seed=cfg.seed,
-    )
+    shared = ("length", "nesting", "curriculum", "train", "valid", "test", "test_extrapolate", "seed")
+    return DatasetConfig(**{k: getattr(cfg, k) for k in shared})
 
 
 def prepare(cfg: DataConfig, root: Path, progress: bool = True) -> Path:
