@@ -164,7 +164,6 @@ class Task:
     batch: Callable[[int, int], Any]  # (step, rank) -> batch on the device
     loss: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]  # summed loss, token count
     evaluate: Callable[[nn.Module], dict[str, float]]  # must hold "accuracy" (higher is better)
-    tokens: Callable[[Any], int] = lambda b: 0  # target tokens in a batch, for throughput
 
 
 @dataclass
