@@ -66,6 +66,11 @@ class TaskInfo:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
             raise ConfigError(f"task.name: expected letters, digits, '_', '-' or '.', got {self.name!r}")
+        if self.name not in DATA_SECTIONS:
+            raise ConfigError(
+                f"task.name: expected one of {', '.join(DATA_SECTIONS)}, got {self.name!r}"
+                + _hint(self.name, DATA_SECTIONS)
+            )
         _int("task", "version", self.version, 1)
 
 
@@ -100,6 +105,40 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class Enwik8DataConfig:
+    """The ``data`` section of ``task.name = "enwik8"``: where the file is and how it is cut."""
+
+    dir: str = "data/enwik8"
+    download: bool = False
+    allow_unverified: bool = False
+    window: int = 100  # truncated BPTT: bytes per window, the state carried (detached) between windows
+    valid_bytes: int = 500_000  # bytes of the valid split scored at each evaluation during training
+    valid_streams: int = 8  # ... as this many contiguous streams
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dir, str) or not self.dir:
+            raise ConfigError(f"data.dir: expected a folder path, got {self.dir!r}")
+        for name in ("download", "allow_unverified"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"data.{name}: expected true or false, got {getattr(self, name)!r}")
+        _int("data", "window", self.window, 1, 100_000)
+        _int("data", "valid_bytes", self.valid_bytes, 2, 5_000_000)
+        _int("data", "valid_streams", self.valid_streams, 1, 100_000)
+
+
+#: Each task's ``data`` section.
+DATA_SECTIONS: dict[str, type] = {"progeval": DataConfig, "enwik8": Enwik8DataConfig}
+#: Each task's scorable splits.
+TASK_SPLITS: dict[str, tuple[str, ...]] = {
+    "progeval": ("valid", "test", "test_extrapolate"),
+    "enwik8": ("valid", "test"),
+}
+#: How each arch gets its size: one parameter count for all (``matched``), ``model.layers`` x
+#: ``model.hidden`` for all (``fixed``), or the paper's Table 1 size for the unit and arch (``paper``).
+SIZINGS = ("matched", "fixed", "paper")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     unit: str = "lstm"
     archs: tuple[str, ...] = ("gf", "stacked")
@@ -108,8 +147,14 @@ class ModelConfig:
     embedding: int = 32
     params: int | None = None
     dropout: float = 0.0
+    sizes: str = "matched"
 
     def __post_init__(self) -> None:
+        if self.sizes not in SIZINGS:
+            raise ConfigError(
+                f"model.sizes: expected one of {', '.join(SIZINGS)}, got {self.sizes!r}"
+                + _hint(str(self.sizes), SIZINGS)
+            )
         if self.unit not in UNITS:
             raise ConfigError(
                 f"model.unit: expected one of {', '.join(UNITS)}, got {self.unit!r}"
@@ -127,7 +172,7 @@ class ModelConfig:
         object.__setattr__(self, "archs", archs)
         _int("model", "layers", self.layers, 1, 64)
         _int("model", "hidden", self.hidden, 1, MAX_WIDTH)
-        _int("model", "embedding", self.embedding, 1, MAX_WIDTH)
+        _int("model", "embedding", self.embedding, 0, MAX_WIDTH)  # 0: one-hot input (enwik8)
         if self.params is not None:
             _int("model", "params", self.params, 1, 10**10)
         _number("model", "dropout", self.dropout, 0.0, 0.99)
@@ -179,10 +224,11 @@ class TrainConfig:
 class EvalConfig:
     splits: tuple[str, ...] = ("test", "test_extrapolate")
     batch: int = 256
+    streams: int = 1  # enwik8: each split scored as this many contiguous streams (1: the standard)
 
     def __post_init__(self) -> None:
         splits = tuple(self.splits) if isinstance(self.splits, list | tuple) else (self.splits,)
-        known = ("valid", "test", "test_extrapolate")
+        known = TASK_SPLITS["progeval"]
         for s in splits:
             if s not in known:
                 raise ConfigError(
@@ -192,6 +238,7 @@ class EvalConfig:
             raise ConfigError(f"eval.splits: expected one or more distinct split names, got {list(splits)}")
         object.__setattr__(self, "splits", splits)
         _int("eval", "batch", self.batch, 1)
+        _int("eval", "streams", self.streams, 1, 1_000_000)
 
 
 SECTIONS = {
@@ -206,12 +253,24 @@ SECTIONS = {
 @dataclass(frozen=True)
 class RunConfig:
     task: TaskInfo = field(default_factory=TaskInfo)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: DataConfig | Enwik8DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        expected = DATA_SECTIONS[self.task.name]
+        if type(self.data) is not expected:
+            raise ConfigError(f"data: task {self.task.name!r} takes a {expected.__name__} section")
+        known = TASK_SPLITS[self.task.name]
+        for s in self.eval.splits:
+            if s not in known:
+                raise ConfigError(
+                    f"eval.splits: task {self.task.name} has splits {', '.join(known)}, got {s!r}"
+                    + _hint(str(s), known)
+                )
+        if self.task.name == "enwik8":
+            return
         if not any(getattr(self.data, split) for split in self.eval.splits):
             raise ConfigError(
                 f"eval.splits: every split to score ({', '.join(self.eval.splits)}) has 0 programs in data"
@@ -228,9 +287,8 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"expected a table of sections, got {type(d).__name__}")
-        return with_overrides(
-            cls(), {f"{s}.{k}": v for s, sec in d.items() for k, v in _section(s, sec).items()}
-        )
+        flat = {f"{s}.{k}": v for s, sec in d.items() for k, v in _section(s, sec).items()}
+        return with_overrides(cls(), flat)
 
 
 def _section(name: str, value: Any) -> dict[str, Any]:
@@ -246,12 +304,19 @@ def _section(name: str, value: Any) -> dict[str, Any]:
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
     """``cfg`` with dotted keys (``train.lr``) replaced; unknown keys fail with a hint."""
     changes: dict[str, dict[str, Any]] = {}
+    task_name = overrides.get("task.name", cfg.task.name)
+    if task_name != cfg.task.name:  # another task: its own data section, from its defaults
+        TaskInfo(name=task_name)  # a clear error for an unknown name
+        cfg = RunConfig(
+            task=TaskInfo(name=task_name), data=DATA_SECTIONS[task_name](), eval=_eval_for(task_name)
+        )
+    sections = {**SECTIONS, "data": DATA_SECTIONS[task_name]}
     for key, value in overrides.items():
         section, _, name = key.partition(".")
-        if section not in SECTIONS or not name:
-            all_keys = [f"{s}.{f.name}" for s, c in SECTIONS.items() for f in fields(c)]
+        if section not in sections or not name:
+            all_keys = [f"{s}.{f.name}" for s, c in sections.items() for f in fields(c)]
             raise ConfigError(f"unknown key {key!r}" + _hint(key, all_keys))
-        known = [f.name for f in fields(SECTIONS[section])]
+        known = [f.name for f in fields(sections[section])]
         if name not in known:
             raise ConfigError(f"unknown key {key!r}" + _hint(name, known).replace("'", f"'{section}.", 1))
         changes.setdefault(section, {})[name] = value
@@ -259,6 +324,11 @@ def with_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         return replace(cfg, **{s: replace(getattr(cfg, s), **c) for s, c in changes.items()})
     except TypeError as err:  # a value of the wrong kind reaching a check
         raise ConfigError(str(err)) from None
+
+
+def _eval_for(task_name: str) -> EvalConfig:
+    """The default eval section of a task (its splits)."""
+    return EvalConfig(splits=("valid", "test")) if task_name == "enwik8" else EvalConfig()
 
 
 def task_path(task: str) -> Path:

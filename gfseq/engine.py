@@ -2,12 +2,14 @@
 
 A task gives the engine three callables: ``batch(step, rank)`` (a pure function of the step, so a
 resumed run sees the same data), ``loss(model, batch) -> (summed loss, token count)`` and
-``evaluate(model) -> {"accuracy": ..., ...}``. The engine does the rest: device placement, optional
-bf16 autocast on CUDA, warm-up + cosine learning rate, gradient clipping, token-weighted losses
-(across ranks too), curriculum levels driven by validation accuracy, early stopping, a progress bar,
-a metrics log (JSONL; TensorBoard when installed), atomic checkpoints every N steps and on
-SIGINT/SIGTERM, and ``torch.distributed`` data parallelism when launched by torchrun (rank 0 alone
-writes files).
+``evaluate(model) -> {metric: ..., ...}``, the name of the metric that decides early stopping and
+whether higher is better, and, when it carries state from step to step (truncated BPTT),
+``state()`` / ``load_state()`` so that a checkpoint holds that state too. The engine does the rest:
+device placement, optional bf16 autocast on CUDA, warm-up + cosine learning rate, gradient
+clipping, token-weighted losses (across ranks too), curriculum levels driven by validation
+accuracy, early stopping, a progress bar, a metrics log (JSONL; TensorBoard when installed),
+atomic checkpoints every N steps and on SIGINT/SIGTERM, and ``torch.distributed`` data parallelism
+when launched by torchrun (rank 0 alone writes files).
 """
 
 from __future__ import annotations
@@ -163,7 +165,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class Task:
     batch: Callable[[int, int], Any]  # (step, rank) -> batch on the device
     loss: Callable[[nn.Module, Any], tuple[torch.Tensor, torch.Tensor]]  # summed loss, token count
-    evaluate: Callable[[nn.Module], dict[str, float]]  # must hold "accuracy" (higher is better)
+    evaluate: Callable[[nn.Module], dict[str, float]]  # holds ``metric``
+    metric: str = "accuracy"
+    higher_is_better: bool = True
+    state: Callable[[], dict[str, torch.Tensor]] | None = None  # this rank's carried tensors
+    load_state: Callable[[dict[str, torch.Tensor]], None] | None = None
+
+    def improved(self, score: float, best: float | None) -> bool:
+        if best is None:
+            return True
+        return score > best + 1e-4 if self.higher_is_better else score < best - 1e-4
 
 
 @dataclass
@@ -243,6 +254,14 @@ def train(
         set_rng_state(resume["rng"])
         step, best, stale, history = resume["step"], resume["best"], resume["stale"], list(resume["history"])
         before = float(resume.get("seconds", 0.0))
+        if task.load_state is not None:
+            saved = resume.get("task_state") or []
+            if len(saved) != dist.world:
+                raise CheckpointError(
+                    f"checkpoint: written by {len(saved)} process(es), resumed with {dist.world}; "
+                    "resume with the same number of processes"
+                )
+            task.load_state({k: v.to(device) for k, v in saved[dist.rank].items()})
         if curriculum is not None and resume.get("curriculum") is not None:
             # in place: the task's batch function holds this same object
             curriculum.__dict__.update(type(curriculum).from_state_dict(resume["curriculum"]).__dict__)
@@ -257,6 +276,8 @@ def train(
     started, tokens_seen, stopped_early = time.perf_counter(), 0, False
 
     def checkpoint(done: bool = False) -> Path | None:
+        """Every rank calls this at the same step (the carried task state is gathered to rank 0)."""
+        task_state = _gather_task_state(task, dist)
         if not dist.main:
             return None
         state = {
@@ -270,6 +291,7 @@ def train(
             "stale": stale,
             "history": history,
             "curriculum": curriculum.state_dict() if curriculum is not None else None,
+            "task_state": task_state,
             "done": done,
             "stopped_early": stopped_early,
             "seconds": before + time.perf_counter() - started,
@@ -327,8 +349,8 @@ def train(
                     net.eval()
                     scores = task.evaluate(model)
                     level_up = curriculum.update(scores["accuracy"]) if curriculum is not None else False
-                    if best is None or scores["accuracy"] > best + 1e-4:
-                        best, stale = scores["accuracy"], 0
+                    if task.improved(scores[task.metric], best):
+                        best, stale = scores[task.metric], 0
                     else:
                         stale += 1
                     stopped_early = bool(cfg.patience) and stale >= cfg.patience
@@ -342,10 +364,10 @@ def train(
                             "level_up": level_up,
                         }
                     )
-                    bar.set_postfix(loss=f"{mean_loss:.3f}", valid=f"{scores['accuracy']:.3f}")
+                    bar.set_postfix(loss=f"{mean_loss:.3f}", **{task.metric: f"{scores[task.metric]:.3f}"})
                 if on_step is not None:
                     on_step(step)
-                if flag.raised is not None:
+                if _stop_requested(flag, dist, device):
                     raise Interrupted(step, checkpoint())
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                     checkpoint()
@@ -357,6 +379,32 @@ def train(
         if writer is not None:
             writer.close()
     return Outcome(step, stopped_early, history, before + time.perf_counter() - started)
+
+
+def _stop_requested(flag: _StopFlag, dist: Dist, device: torch.device) -> bool:
+    """Whether any rank was signalled: all ranks stop (and checkpoint) at the same step."""
+    raised = flag.raised is not None
+    if dist.world == 1:
+        return raised
+    t = torch.tensor([1.0 if raised else 0.0], device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _gather_task_state(task: Task, dist: Dist) -> list[dict[str, torch.Tensor]] | None:
+    """Every rank's carried task state, on CPU, in rank order (None when the task carries none)."""
+    if task.state is None:
+        return None
+    mine = task.state()
+    if dist.world == 1:
+        return [{k: v.detach().cpu().clone() for k, v in mine.items()}]
+    out: list[dict[str, torch.Tensor]] = [{} for _ in range(dist.world)]
+    for key in sorted(mine):
+        parts = [torch.empty_like(mine[key]) for _ in range(dist.world)]
+        torch.distributed.all_gather(parts, mine[key].contiguous())
+        for rank, part in enumerate(parts):
+            out[rank][key] = part.cpu()
+    return out
 
 
 def _tensorboard(folder: Path):

@@ -11,9 +11,8 @@ from gfseq.data.progeval import Example, TrainSampler, batches_in_order, collate
 from gfseq.engine import Dist, Task
 from gfseq.metrics import Scores, greedy_rows, is_exact, teacher_forced
 from gfseq.models.seq2seq import Seq2Seq, Seq2SeqShape, matched_shape
-
-#: Largest parameter mismatch allowed between the compared models.
-PARAMETER_TOLERANCE = 0.02
+from gfseq.models.sizing import require_matched
+from gfseq.results import METRIC_INFO
 
 
 def shapes(cfg: RunConfig) -> dict[str, Seq2SeqShape]:
@@ -25,15 +24,9 @@ def shapes(cfg: RunConfig) -> dict[str, Seq2SeqShape]:
     base_arch = "stacked" if "stacked" in m.archs else m.archs[-1]
     base_layers = 1 if base_arch == "single" else m.layers
     budget = m.params or Seq2SeqShape(m.unit, base_arch, base_layers, m.hidden, m.embedding).num_parameters()
-    out = {arch: matched_shape(m.unit, arch, m.layers, m.embedding, budget, m.dropout) for arch in m.archs}
-    counts = {a: s.num_parameters() for a, s in out.items()}
-    if max(counts.values()) > (1 + PARAMETER_TOLERANCE) * min(counts.values()):
-        raise ConfigError(
-            f"model: cannot match parameter counts within {PARAMETER_TOLERANCE:.0%} at this size "
-            f"({', '.join(f'{a} {n:,}' for a, n in counts.items())}); "
-            "use a larger model.hidden or model.params"
-        )
-    return out
+    return require_matched(
+        {arch: matched_shape(m.unit, arch, m.layers, m.embedding, budget, m.dropout) for arch in m.archs}
+    )
 
 
 def score(model: Seq2Seq, examples: list[Example], device, batch_size: int, split: str, arch: str):
@@ -93,3 +86,96 @@ def make_task(cfg: RunConfig, splits: dict[str, list[Example]], curriculum, devi
 
 def shape_dict(shape: Seq2SeqShape) -> dict:
     return {**asdict(shape), "parameters": shape.num_parameters()}
+
+
+class ProgevalJob:
+    """What ``gfseq.run`` needs from the program-evaluation task (see gfseq.run._run)."""
+
+    predictions_file = "predictions.jsonl"
+
+    def __init__(self, cfg: RunConfig, args, device, dist: Dist) -> None:
+        self.cfg, self.args, self.device, self.dist = cfg, args, device, dist
+        if cfg.model.sizes != "matched":
+            raise ConfigError(
+                f"model.sizes: progeval compares models at one parameter count, got {cfg.model.sizes!r}"
+            )
+        if cfg.model.embedding < 1:
+            raise ConfigError("model.embedding: progeval needs an embedding of >= 1 features, got 0")
+
+    metric_info = METRIC_INFO
+
+    def shapes(self) -> dict[str, Seq2SeqShape]:
+        return shapes(self.cfg)
+
+    shape_dict = staticmethod(shape_dict)
+
+    @staticmethod
+    def describe(shape: Seq2SeqShape) -> str:
+        return f"{shape.layers} x {shape.hidden} {shape.unit} encoder and decoder"
+
+    def prepare(self, progress: bool) -> None:
+        from gfseq.data.progeval import load_splits, prepare
+
+        root = self.args.data_root
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--data-root: {str(root)!r} is a file, not a folder")
+        self.folder = prepare(self.cfg.data, root, progress=progress)
+        self.splits, self.manifest = load_splits(self.folder)
+
+    def build(self, shape: Seq2SeqShape) -> Seq2Seq:
+        return Seq2Seq(shape)
+
+    def task(self, model):
+        from progeval import CurriculumState
+
+        d = self.cfg.data
+        curriculum = CurriculumState(
+            d.curriculum, d.length, d.nesting, threshold=d.level_threshold, patience=d.level_patience
+        )
+        return make_task(self.cfg, self.splits, curriculum, self.device, self.dist), curriculum
+
+    def score(self, model, arch: str, progress: bool = False) -> tuple[dict, list[dict]]:
+        out, rows = {}, []
+        for split in self.cfg.eval.splits:
+            scores, split_rows = score(
+                model, self.splits.get(split, []), self.device, self.cfg.eval.batch, split, arch
+            )
+            if split_rows:
+                out[split] = scores.to_dict()
+                rows += split_rows
+        return out, rows
+
+    def data_info(self) -> dict:
+        from pathlib import Path
+
+        return {
+            "fingerprint": self.manifest["fingerprint"],
+            "generator_version": str(self.manifest.get("generator_version", "unknown")),
+            "config": self.cfg.data.__dict__,
+            "path": str(Path(self.folder).resolve()),
+        }
+
+    def seeds(self) -> dict:
+        return {"data": self.cfg.data.seed, "train": self.cfg.train.seed}
+
+    def examples(self) -> dict:
+        return {s: len(self.splits.get(s, [])) for s in self.cfg.eval.splits}
+
+    def report(self, metrics: dict, histories: dict, folder) -> list[str]:
+        from gfseq import results
+
+        written = []
+        scored = [s for s in self.cfg.eval.splits if any(s in m for m in metrics.values())]
+        if scored:
+            results.heatmap(metrics, scored[0], folder / "heatmap.png")
+            written.append("heatmap.png")
+        results.curves(histories, folder / "curves.png")
+        written.append("curves.png")
+        examples = self.examples()
+        for s in self.cfg.eval.splits:
+            text = results.table(metrics, s)
+            if text:
+                what = "teacher-forced character accuracy / greedy exact match"
+                print(f"\n{s} ({examples[s]} programs): {what}\n")
+                print(text)
+        return written

@@ -61,8 +61,7 @@ def _finite(obj, where: str = "result") -> None:
             _finite(v, f"{where}[{i}]")
 
 
-#: Largest parameter mismatch between the models of one result.
-PARAMETER_TOLERANCE = 0.02
+from gfseq.models.sizing import PARAMETER_TOLERANCE  # noqa: E402 (one definition)
 
 
 def validate(result: dict) -> None:
@@ -83,7 +82,8 @@ def validate(result: dict) -> None:
         if model["arch"] != key:
             raise ResultError(f"result.models.{key}: holds arch {model['arch']!r}, expected {key!r}")
     counts = [m["parameters"] for m in models.values()]
-    if max(counts) > (1 + PARAMETER_TOLERANCE) * min(counts):
+    matched = result["config"].get("model", {}).get("sizes", "matched") == "matched"
+    if matched and max(counts) > (1 + PARAMETER_TOLERANCE) * min(counts):
         raise ResultError(
             f"result.models: parameter counts {counts} differ by more than {PARAMETER_TOLERANCE:.0%}"
         )
@@ -91,8 +91,19 @@ def validate(result: dict) -> None:
         if arch not in models:
             raise ResultError(f"result.metrics.{arch}: no such model in result.models")
         for split, scores in splits.items():
+            where = f"result.metrics.{arch}.{split}"
+            if result["task"]["name"] == "enwik8":
+                _check_bits(where, scores, result["examples"].get(split))
+                continue
             for name, c in [("overall", scores["overall"]), *scores["cells"].items()]:
-                _check_counts(f"result.metrics.{arch}.{split}.{name}", c)
+                _check_counts(f"{where}.{name}", c)
+
+
+def _check_bits(where: str, s: dict, scored: int | None) -> None:
+    if abs(s["bpc"] - s["bits"] / s["bytes"]) > 1e-9 * max(1.0, s["bpc"]):
+        raise ResultError(f"{where}.bpc: {s['bpc']} does not equal bits / bytes ({s['bits'] / s['bytes']})")
+    if scored is not None and s["bytes"] != scored:
+        raise ResultError(f"{where}.bytes: {s['bytes']} scored, but result.examples says {scored}")
 
 
 def _check_counts(where: str, c: dict) -> None:
@@ -202,7 +213,8 @@ def heatmap(metrics: dict[str, dict[str, dict]], split: str, path: Path) -> None
     plt.close(fig)
 
 
-def curves(histories: dict[str, list[dict]], path: Path) -> None:
+def curves(histories: dict[str, list[dict]], path: Path, metric: str = "accuracy") -> None:
+    """Training loss and the validation metric by step, per model (``metric``: accuracy or bpc)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -211,21 +223,29 @@ def curves(histories: dict[str, list[dict]], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     for arch, hist in histories.items():
         loss = [(h["step"], h["loss"]) for h in hist if "lr" in h]
+        if loss:
+            a.plot(*zip(*loss, strict=True), label=arch)
+        if metric == "bpc":
+            val = [(h["step"], h["valid_bpc"]) for h in hist if "valid_bpc" in h]
+            if val:
+                b.plot(*zip(*val, strict=True), label=arch)
+            continue
         val = [
             (h["step"], h["valid_accuracy"], h["valid_exact_match"]) for h in hist if "valid_accuracy" in h
         ]
-        if loss:
-            a.plot(*zip(*loss, strict=True), label=arch)
         if val:
             steps, acc, exact = zip(*val, strict=True)
             line = b.plot(steps, acc, label=f"{arch} char")[0]
             b.plot(steps, exact, "--", color=line.get_color(), label=f"{arch} exact")
     a.set_xlabel("step")
-    a.set_ylabel("training loss (nats / char)")
+    a.set_ylabel("training loss (nats / " + ("byte)" if metric == "bpc" else "char)"))
     a.set_yscale("log")
     b.set_xlabel("step")
-    b.set_ylabel("validation accuracy")
-    b.set_ylim(0, 1)
+    if metric == "bpc":
+        b.set_ylabel("validation bits per byte (lower is better)")
+    else:
+        b.set_ylabel("validation accuracy")
+        b.set_ylim(0, 1)
     for ax in (a, b):
         ax.legend(fontsize="small")
     fig.tight_layout()

@@ -30,7 +30,12 @@ FLAGS = {
     "steps": "train.steps",
     "device": "train.device",
     "seed": "train.seed",
+    "data_dir": "data.dir",
+    "allow_unverified": "data.allow_unverified",
+    "download": "data.download",
 }
+#: Flags that may change when a run is resumed (where things are, not what is computed).
+RESUME_FLAGS = ("device", "data_dir")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +45,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m gfseq.run", description=__doc__.splitlines()[0])
-    p.add_argument("--task", default="progeval", help="tasks/NAME.toml or a path to a .toml file")
+    p.add_argument(
+        "--task",
+        help="tasks/NAME.toml (progeval, enwik8) or a path to a .toml file; default progeval, "
+        "or enwik8 with a paper preset",
+    )
     p.add_argument("--nest", type=int, help="nesting of the target cell (data.nesting)")
     p.add_argument("--length", type=int, help="digits per number (data.length)")
     p.add_argument("--unit", help="tanh, gru or lstm (model.unit)")
@@ -49,7 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps per model (train.steps)")
     p.add_argument("--device", help="auto, cpu or cuda (train.device)")
     p.add_argument("--seed", type=int, help="model initialisation and batch order (train.seed)")
-    p.add_argument("--preset", help="tasks/presets/NAME.toml applied over the task, e.g. paper")
+    p.add_argument("--data-dir", help="enwik8: folder holding enwik8 or enwik8.zip (data.dir)")
+    p.add_argument(
+        "--allow-unverified",
+        action="store_const",
+        const=True,
+        help="enwik8: accept a file whose MD5 is not the published one (data.allow_unverified)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_const",
+        const=True,
+        help="enwik8: fetch enwik8.zip when it is not in --data-dir (data.download)",
+    )
+    p.add_argument(
+        "--preset",
+        help="a model of the paper (lstm-gf, gru-stacked, ...: see --list-presets) or "
+        "tasks/presets/NAME.toml applied over the task (paper)",
+    )
+    p.add_argument("--list-presets", action="store_true", help="print the paper presets and their sizes")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any key, e.g. train.lr=3e-4"
     )
@@ -61,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace) -> RunConfig:
-    cfg = load_task(args.task)
+    from gfseq.nn.spec import PRESETS
+
+    task = args.task or ("enwik8" if args.preset in PRESETS else "progeval")
+    cfg = load_task(task)
     if args.preset:
         cfg = with_overrides(cfg, preset_overrides(args.preset))
     overrides = {}
@@ -78,15 +108,27 @@ def resolve(args: argparse.Namespace) -> RunConfig:
 
 
 def preset_overrides(name: str) -> dict:
-    """The dotted keys of tasks/presets/NAME.toml."""
+    """A paper model's size (``lstm-gf``, ...) or the dotted keys of tasks/presets/NAME.toml."""
     import tomllib
 
-    from gfseq.config import TASKS_DIR
+    from gfseq.config import TASKS_DIR, _hint
+    from gfseq.nn.spec import PRESETS
 
+    if name in PRESETS:
+        p = PRESETS[name]
+        return {
+            "model.unit": p.unit,
+            "model.archs": [p.arch],
+            "model.layers": p.num_layers,
+            "model.hidden": p.hidden_size,
+            "model.sizes": "fixed",
+        }
     path = TASKS_DIR / "presets" / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in (TASKS_DIR / "presets").glob("*.toml"))
-        raise ConfigError(f"--preset: unknown preset {name!r}; known: {', '.join(known) or 'none'}")
+        known = sorted(p.stem for p in (TASKS_DIR / "presets").glob("*.toml")) + list(PRESETS)
+        raise ConfigError(
+            f"--preset: unknown preset {name!r}; known: {', '.join(known) or 'none'}" + _hint(name, known)
+        )
     raw = tomllib.loads(path.read_text())
     return {f"{section}.{key}": value for section, table in raw.items() for key, value in table.items()}
 
@@ -103,13 +145,32 @@ def _resume_config(folder: Path, args: argparse.Namespace) -> RunConfig:
         raise CheckpointError(
             f"--resume: {str(path)!r} holds a config that no longer checks: {err}"
         ) from None
-    if args.device:  # the one thing that may change on resume
-        cfg = with_overrides(cfg, {"train.device": args.device})
-    return cfg
+    moved = {FLAGS[f]: getattr(args, f) for f in RESUME_FLAGS if getattr(args, f) is not None}
+    return with_overrides(cfg, moved) if moved else cfg  # where things are may change, not what runs
+
+
+def list_presets() -> str:
+    """The paper's models as byte-level LMs (one-hot input): name, size, parameters, reported BPC."""
+    from gfseq.models.charlm import CharLMShape
+    from gfseq.nn.spec import PAPER_LARGE, PRESETS
+
+    lines = [
+        "| preset | unit | arch | layers x hidden | parameters (byte LM) | paper's enwik8 BPC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, p in PRESETS.items():
+        n = CharLMShape(p.unit, p.arch, p.num_layers, p.hidden_size).num_parameters()
+        note = " (size: our reading, see gfseq/nn/spec.py)" if p is PAPER_LARGE else ""
+        size = f"{p.num_layers} x {p.hidden_size}{note}"
+        lines.append(f"| {name} | {p.unit} | {p.arch} | {size} | {n:,} | {p.reported_bpc} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None, on_step=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_presets:
+        print(list_presets())
+        return 0
     try:
         import torch
 
@@ -117,9 +178,14 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
 
         if args.resume is not None:
             given = (
-                [f"--{f}" for f in FLAGS if f != "device" and getattr(args, f) is not None]
+                [
+                    f"--{f.replace('_', '-')}"
+                    for f in FLAGS
+                    if f not in RESUME_FLAGS and getattr(args, f) is not None
+                ]
                 + (["--set"] if args.set else [])
                 + (["--preset"] if args.preset else [])
+                + (["--task"] if args.task else [])
             )
             if given:
                 raise ConfigError(f"--resume: the run's own config is used; drop {', '.join(given)}")
@@ -157,23 +223,30 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
         return 130
 
 
+def _job(cfg: RunConfig, args, device, dist: Dist):
+    if cfg.task.name == "enwik8":
+        from gfseq.enwik8_task import Enwik8Job
+
+        return Enwik8Job(cfg, args, device, dist)
+    from gfseq.progeval_task import ProgevalJob
+
+    return ProgevalJob(cfg, args, device, dist)
+
+
 def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int:
+    """Every task: data, then each arch trained (or resumed) in turn, scored, and the outputs written."""
     import torch
 
     from gfseq import engine, results
-    from gfseq.data.progeval import load_splits, prepare
-    from gfseq.models.seq2seq import Seq2Seq
-    from gfseq.progeval_task import make_task, score, shape_dict, shapes
 
     started = time.perf_counter()
-    model_shapes = shapes(cfg)  # fails early when the sizes cannot be matched
+    job = _job(cfg, args, device, dist)
+    model_shapes = job.shapes()  # fails early when the sizes cannot be matched
     _check_folder(folder, resuming=args.resume is not None)  # every rank, before any rank writes
-    if args.data_root.exists() and not args.data_root.is_dir():
-        raise ConfigError(f"--data-root: {str(args.data_root)!r} is a file, not a folder")
     if dist.world > 1:
         torch.distributed.barrier()
     if dist.main:  # the data first: an interrupted generation leaves no run folder behind
-        data_folder = prepare(cfg.data, args.data_root, progress=not args.quiet)
+        job.prepare(progress=not args.quiet)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if args.resume is None:
@@ -185,31 +258,20 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
     if dist.world > 1:
         torch.distributed.barrier()
         if not dist.main:
-            data_folder = prepare(cfg.data, args.data_root, progress=False)
-    splits, manifest = load_splits(data_folder)
-    from progeval import CurriculumState
+            job.prepare(progress=False)
 
     checkpoints = {}  # every checkpoint is checked before any work
     for arch, shape in model_shapes.items():
         path = folder / arch / "checkpoint.pt"
         if path.is_file():
             checkpoints[arch] = engine.load_checkpoint(path)
-            _check_resumable(checkpoints[arch], arch, shape_dict(shape), path)
+            _check_resumable(checkpoints[arch], arch, job.shape_dict(shape), path)
     metrics: dict[str, dict[str, dict]] = {}
     models_info, histories, prediction_rows = {}, {}, []
     for arch, shape in model_shapes.items():
-        arch_folder = folder / arch
         resume = checkpoints.get(arch)
         torch.manual_seed(cfg.train.seed)  # the same initialisation seed for every arch
-        model = Seq2Seq(shape)
-        curriculum = CurriculumState(
-            cfg.data.curriculum,
-            cfg.data.length,
-            cfg.data.nesting,
-            threshold=cfg.data.level_threshold,
-            patience=cfg.data.level_patience,
-        )
-        task = make_task(cfg, splits, curriculum, device, dist)
+        model = job.build(shape)
         if resume is not None and resume.get("done"):
             model.load_state_dict(resume["model"])
             model.to(device)
@@ -219,49 +281,42 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
         else:
             if dist.main:
                 print(
-                    f"{arch}: {shape.layers} x {shape.hidden} {shape.unit}, "
-                    f"{shape.num_parameters():,} parameters",
-                    file=sys.stderr,
+                    f"{arch}: {job.describe(shape)}, {shape.num_parameters():,} parameters", file=sys.stderr
                 )
+            task, curriculum = job.task(model)
             outcome = engine.train(
                 model,
                 task,
                 cfg.train,
                 device,
-                arch_folder,
+                folder / arch,
                 dist,
                 curriculum=curriculum,
                 resume=resume,
-                extra_state={"config": cfg.to_dict(), "shape": shape_dict(shape), "arch": arch},
+                extra_state={"config": cfg.to_dict(), "shape": job.shape_dict(shape), "arch": arch},
                 progress=not args.quiet,
                 on_step=on_step,
             )
         histories[arch] = outcome.history
         models_info[arch] = {
-            **shape_dict(shape),
+            **job.shape_dict(shape),
             "steps": outcome.step,
             "stopped_early": outcome.stopped_early,
             "train_seconds": round(outcome.seconds, 3),
         }
         if dist.main:
-            metrics[arch] = {}
-            for split in cfg.eval.splits:
-                scores, rows = score(model, splits.get(split, []), device, cfg.eval.batch, split, arch)
-                if rows:
-                    metrics[arch][split] = scores.to_dict()
-                    prediction_rows += rows
+            metrics[arch], rows = job.score(model, arch, progress=not args.quiet)
+            prediction_rows += rows
     if dist.main:
-        manifest = {**manifest, "_path": str(Path(data_folder).resolve())}
         _write_outputs(
             cfg,
             folder,
             device,
-            manifest,
+            job,
             metrics,
             models_info,
             histories,
             prediction_rows,
-            {s: len(splits.get(s, [])) for s in cfg.eval.splits},
             time.perf_counter() - started,
             dist.world,
         )
@@ -292,26 +347,21 @@ def _check_folder(folder: Path, resuming: bool) -> None:
 
 
 def _write_outputs(
-    cfg, folder, device, manifest, metrics, models_info, histories, rows, examples, seconds, processes
+    cfg, folder, device, job, metrics, models_info, histories, rows, seconds, processes
 ) -> None:
     from gfseq import results
 
-    digest = results.write_predictions(folder / "predictions.jsonl", rows)
+    digest = results.write_predictions(folder / job.predictions_file, rows)
     result = {
         "schema_version": 1,
         "task": {"name": cfg.task.name, "version": cfg.task.version},
-        "data": {
-            "fingerprint": manifest["fingerprint"],
-            "generator_version": str(manifest.get("generator_version", "unknown")),
-            "config": cfg.data.__dict__,
-            "path": str(manifest.get("_path", "")),
-        },
+        "data": job.data_info(),
         "models": models_info,
         "config": cfg.to_dict(),
-        "seeds": {"data": cfg.data.seed, "train": cfg.train.seed},
+        "seeds": job.seeds(),
         "metrics": metrics,
-        "metric_info": results.METRIC_INFO,
-        "examples": examples,
+        "metric_info": job.metric_info,
+        "examples": job.examples(),
         "wall_time_s": round(seconds, 3),
         "device": results.device_name(device),
         "processes": processes,
@@ -319,22 +369,11 @@ def _write_outputs(
         "git_commit": results.git_commit(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": results.command_line(),
-        "predictions": {"file": "predictions.jsonl", "sha256": digest},
+        "predictions": {"file": job.predictions_file, "sha256": digest},
     }
     results.validate(result)
     results.write_json(folder / "result.json", result)
-    written = ["result.json", "predictions.jsonl"]
-    scored = [s for s in cfg.eval.splits if any(s in m for m in metrics.values())]
-    if scored:
-        results.heatmap(metrics, scored[0], folder / "heatmap.png")
-        written.append("heatmap.png")
-    results.curves(histories, folder / "curves.png")
-    written.append("curves.png")
-    for s in cfg.eval.splits:
-        text = results.table(metrics, s)
-        if text:
-            print(f"\n{s} ({examples[s]} programs): teacher-forced character accuracy / greedy exact match\n")
-            print(text)
+    written = ["result.json", job.predictions_file, *job.report(metrics, histories, folder)]
     print(f"\nwrote {folder}/{', '.join(written)}")
 
 

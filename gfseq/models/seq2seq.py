@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gfseq.data.progeval import EOS, GO, PAD, VOCAB
+from gfseq.models.sizing import closest_width
 from gfseq.nn import make_stack, num_parameters
 
 
@@ -41,17 +42,7 @@ def matched_shape(
     if arch == "single":
         layers = 1
 
-    def shape(h: int) -> Seq2SeqShape:
-        return Seq2SeqShape(unit, arch, layers, h, embedding, dropout=dropout)
-
-    lo, hi = 1, 2
-    while shape(hi).num_parameters() < budget:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if shape(mid).num_parameters() < budget else (lo, mid)
-    best = min((lo, hi), key=lambda h: (abs(shape(h).num_parameters() - budget), h))
-    return shape(best)
+    return closest_width(lambda h: Seq2SeqShape(unit, arch, layers, h, embedding, dropout=dropout), budget)
 
 
 class Seq2Seq(nn.Module):

@@ -10,7 +10,17 @@ plot_gates(trace.gates, "gates.png")
 
 from gfseq.nn.layers import GFGRU, GFLSTM, GFRNN, GatedFeedbackRNN, GateTrace
 from gfseq.nn.plot import plot_gates
-from gfseq.nn.spec import ARCHS, PAPER_NOGATE, PAPER_TABLE1, UNITS, Preset, match_hidden_size, num_parameters
+from gfseq.nn.spec import (
+    ARCHS,
+    PAPER_LARGE,
+    PAPER_NOGATE,
+    PAPER_TABLE1,
+    PRESETS,
+    UNITS,
+    Preset,
+    match_hidden_size,
+    num_parameters,
+)
 
 
 def fused_kernels_available() -> bool:
@@ -28,8 +38,8 @@ def free_kernel_workspace() -> None:
 
 
 def make_preset(name: str, input_size: int, **kwargs) -> GatedFeedbackRNN:
-    """The stack of a paper preset (``PAPER_TABLE1`` or ``lstm-gf-nogate``) reading ``input_size``."""
-    presets = {**PAPER_TABLE1, PAPER_NOGATE.name: PAPER_NOGATE}
+    """The stack of a paper preset (``PRESETS``: Table 1, the no-gate ablation, the larger GF-LSTM)."""
+    presets = PRESETS
     if name not in presets:
         import difflib
 
@@ -52,8 +62,10 @@ __all__ = [
     "GFRNN",
     "GateTrace",
     "GatedFeedbackRNN",
+    "PAPER_LARGE",
     "PAPER_NOGATE",
     "PAPER_TABLE1",
+    "PRESETS",
     "Preset",
     "UNITS",
     "free_kernel_workspace",
