@@ -36,3 +36,12 @@ def python_prints(source: str) -> str:
         [sys.executable, "-I", "-c", source], capture_output=True, text=True, timeout=30, check=True
     )
     return out.stdout.rstrip("\n")
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for torchrun's rendezvous; fixed ports collide)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

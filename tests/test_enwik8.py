@@ -27,6 +27,7 @@ from gfseq.enwik8_task import TrainStreams, make_task, stream_bits
 from gfseq.models.charlm import CharLM, CharLMShape
 from gfseq.nn import PRESETS
 from gfseq.run import main as run_main
+from tests.helpers import free_port
 
 WORDS = [b"the ", b"cat ", b"sat ", b"on ", b"a ", b"mat. ", b"<page>\n", b"[[link]] ", b"dog ", b"ran "]
 
@@ -317,7 +318,8 @@ def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(tmp_path,
 def test_torchrun_with_two_processes_gives_the_single_process_loss(tmp_path, data_dir):
     assert run(tmp_path, data_dir, "--steps", "2", "--arch", "stacked", out="one") == 0
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(free_port()),
         "-m", "gfseq.run", *TINY, "--data-dir", str(data_dir), "--out", str(tmp_path / "two"),
         "--steps", "2", "--arch", "stacked",
     ]  # fmt: skip

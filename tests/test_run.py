@@ -14,6 +14,7 @@ from gfseq import results
 from gfseq.engine import CheckpointError, load_checkpoint
 from gfseq.metrics import scores_from_predictions
 from gfseq.run import main
+from tests.helpers import free_port
 
 TINY = [
     "--nest", "2", "--length", "1", "--quiet",
@@ -193,7 +194,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_torchrun_with_two_processes_on_cpu_writes_one_result(tmp_path, data_root):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(free_port()),
            "-m", "gfseq.run", *TINY, "--steps", "4", "--data-root", str(data_root),
            "--out", str(tmp_path / "ddp"), "--device", "cpu"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
