@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_progeval.py
 	$(PY) -m gfseq.bench --repeats 9 --out benchmarks/gfseq_layers.md
 	$(PY) benchmarks/bench_train.py --repeats 5
+	$(PY) benchmarks/bench_enwik8.py --repeats 3
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check progeval gfseq tests benchmarks
