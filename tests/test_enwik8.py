@@ -294,6 +294,15 @@ def test_run_writes_a_valid_result_whose_bpc_is_the_streams_bits(tmp_path, data_
         m = result["metrics"][arch]["valid"]
         assert m["bpc"] == pytest.approx(math.fsum(r["bits"] for r in mine) / 5_000_000, rel=1e-12)
     assert "| gf |" in capsys.readouterr().out
+    # the checkpoints scored again with another evaluation batch give the same numbers
+    from gfseq.evaluate import main as evaluate_main
+
+    again = ["--split", "valid", "--batch", "300", "--streams", "1000", "--write"]
+    assert evaluate_main([str(folder), *again]) == 0
+    rescored = json.loads((folder / "eval-valid.json").read_text())
+    for arch in ("gf", "stacked"):
+        assert abs(rescored[arch]["valid"]["bpc"] - result["metrics"][arch]["valid"]["bpc"]) < 1e-6
+    assert "| stacked |" in capsys.readouterr().out
 
 
 def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(tmp_path, data_dir, capsys):
