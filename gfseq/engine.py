@@ -360,8 +360,11 @@ def train(
                             "step": step,
                             "loss": mean_loss,
                             **{f"valid_{k}": v for k, v in scores.items()},
-                            "level": list(level) if level else None,
-                            "level_up": level_up,
+                            **(
+                                {"level": list(level) if level else None, "level_up": level_up}
+                                if curriculum is not None
+                                else {}
+                            ),
                         }
                     )
                     bar.set_postfix(loss=f"{mean_loss:.3f}", **{task.metric: f"{scores[task.metric]:.3f}"})
