@@ -83,15 +83,21 @@ class TrainStreams:
 
     def __init__(self, data: np.ndarray, streams: int, window: int) -> None:
         self.data, self.window = data, window
-        self.length = len(data) // streams
-        self.windows = (self.length - 1) // window  # windows per pass (epoch)
-        if self.windows < 1:
-            raise ConfigError(
-                f"train.batch: {streams} streams of {len(data):,} bytes are {self.length} bytes each, "
-                f"shorter than one window of data.window = {window} bytes"
-            )
+        self.length, self.windows = self.layout(len(data), streams, window)
         self.starts = np.arange(streams, dtype=np.int64) * self.length
         self.offsets = np.arange(window + 1, dtype=np.int64)
+
+    @staticmethod
+    def layout(n: int, streams: int, window: int) -> tuple[int, int]:
+        """(bytes per stream, windows per pass) of ``streams`` streams over ``n`` bytes."""
+        length = n // streams
+        windows = (length - 1) // window
+        if windows < 1:
+            raise ConfigError(
+                f"train.batch: {streams} streams of {n:,} bytes are {length} bytes each, "
+                f"shorter than one window of data.window = {window} bytes"
+            )
+        return length, windows
 
     def batch(self, step: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(inputs, targets, first window of a pass) for the streams ``rows``: (n, window) each."""
@@ -217,9 +223,9 @@ def stream_bits(
     n = len(targets)
     if n < 1:
         raise ValueError("stream_bits: nothing to score")
-    seg = -(-n // streams)
-    starts = np.arange(0, n, seg, dtype=np.int64)
-    ends = np.minimum(starts + seg, n)
+    streams = min(streams, n)  # exactly this many streams, of lengths differing by at most one byte
+    starts = np.arange(streams, dtype=np.int64) * n // streams
+    ends = np.arange(1, streams + 1, dtype=np.int64) * n // streams
     nats = np.zeros(len(starts), dtype=np.float64)
     was_training = model.training
     model.eval()
@@ -259,6 +265,15 @@ class Enwik8Job:
 
     def __init__(self, cfg: RunConfig, args, device, dist: Dist) -> None:
         self.cfg, self.args, self.device, self.dist = cfg, args, device, dist
+        from gfseq.data.enwik8 import SPLITS
+
+        # the stream layout is checked before any file is written
+        per_rank = cfg.train.batch // dist.world
+        if per_rank < 1:
+            raise ConfigError(
+                f"train.batch: {cfg.train.batch} streams cannot be shared by {dist.world} processes"
+            )
+        TrainStreams.layout(SPLITS["train"][1], per_rank * dist.world, cfg.data.window)
 
     def shapes(self) -> dict[str, CharLMShape]:
         return shapes(self.cfg)
@@ -277,7 +292,7 @@ class Enwik8Job:
         try:
             self.data = enwik8.prepare(d.dir, d.allow_unverified, d.download, progress=progress)
         except enwik8.Enwik8Error as err:
-            raise ConfigError(str(err)) from None
+            raise ConfigError(str(err)) from None  # the message starts with the flag
 
     def build(self, shape: CharLMShape) -> CharLM:
         return CharLM(shape)
@@ -300,7 +315,12 @@ class Enwik8Job:
                 progress=progress,
                 desc=f"{arch} {split} bpc",
             )
-            out[split] = {"bpc": bits.bpc, "bits": bits.total_bits, "bytes": bits.bytes, "streams": e.streams}
+            out[split] = {
+                "bpc": bits.bpc,
+                "bits": bits.total_bits,
+                "bytes": bits.bytes,
+                "streams": len(bits.starts),
+            }
             rows += bits.rows(arch=arch, split=split)
         return out, rows
 

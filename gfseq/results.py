@@ -77,6 +77,11 @@ def validate(result: dict) -> None:
         e = errors[0]
         where = "result" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.path)
         raise ResultError(f"{where}: {e.message}")
+    if result["config"].get("task", {}).get("name") != result["task"]["name"]:
+        raise ResultError(
+            f"result.config.task.name: {result['config'].get('task', {}).get('name')!r} is not "
+            f"result.task.name {result['task']['name']!r}"
+        )
     models = result["models"]
     for key, model in models.items():
         if model["arch"] != key:
@@ -102,7 +107,11 @@ def validate(result: dict) -> None:
 def _check_bits(where: str, s: dict, scored: int | None) -> None:
     if abs(s["bpc"] - s["bits"] / s["bytes"]) > 1e-9 * max(1.0, s["bpc"]):
         raise ResultError(f"{where}.bpc: {s['bpc']} does not equal bits / bytes ({s['bits'] / s['bytes']})")
-    if scored is not None and s["bytes"] != scored:
+    if s["streams"] > s["bytes"]:
+        raise ResultError(f"{where}.streams: {s['streams']} streams cannot hold {s['bytes']} bytes")
+    if scored is None:
+        raise ResultError(f"{where}: scored, but result.examples has no count for this split")
+    if s["bytes"] != scored:
         raise ResultError(f"{where}.bytes: {s['bytes']} scored, but result.examples says {scored}")
 
 

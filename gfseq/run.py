@@ -36,6 +36,9 @@ FLAGS = {
 }
 #: Flags that may change when a run is resumed (where things are, not what is computed).
 RESUME_FLAGS = ("device", "data_dir")
+#: Flags that belong to one task only.
+TASK_FLAGS = {"nest": "progeval", "length": "progeval", "data_dir": "enwik8",
+              "allow_unverified": "enwik8", "download": "enwik8"}  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,6 +95,15 @@ def resolve(args: argparse.Namespace) -> RunConfig:
 
     task = args.task or ("enwik8" if args.preset in PRESETS else "progeval")
     cfg = load_task(task)
+    for flag, owner in TASK_FLAGS.items():
+        if getattr(args, flag) is not None and cfg.task.name != owner:
+            name = "--" + flag.replace("_", "-")
+            raise ConfigError(f"{name}: applies to --task {owner}, not {cfg.task.name}")
+    if args.preset in PRESETS and cfg.task.name != "enwik8":
+        raise ConfigError(
+            f"--preset: {args.preset!r} is one of the paper's enwik8 language models; "
+            f"use it with --task enwik8 (or without --task), not {cfg.task.name}"
+        )
     if args.preset:
         cfg = with_overrides(cfg, preset_overrides(args.preset))
     overrides = {}
@@ -247,11 +259,19 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
         torch.distributed.barrier()
     if dist.main:  # the data first: an interrupted generation leaves no run folder behind
         job.prepare(progress=not args.quiet)
+        fingerprint = job.data_info()["fingerprint"]
+        if args.resume is not None:
+            _check_same_data(folder, fingerprint)
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if args.resume is None:
                 results.write_json(
-                    folder / "config.json", {"config": cfg.to_dict(), "command": results.command_line()}
+                    folder / "config.json",
+                    {
+                        "config": cfg.to_dict(),
+                        "command": results.command_line(),
+                        "data_fingerprint": fingerprint,
+                    },
                 )
         except OSError as err:
             raise ConfigError(f"--out: cannot write {str(folder)!r}: {err.strerror or err}") from None
@@ -326,6 +346,19 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
     return 0
 
 
+def _check_same_data(folder: Path, fingerprint: str) -> None:
+    """A resumed run must train on the data it started with."""
+    try:
+        started = json.loads((folder / "config.json").read_text()).get("data_fingerprint")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        started = None
+    if started is not None and started != fingerprint:
+        raise CheckpointError(
+            f"--resume: the data differ from the run's (fingerprint {started[:12]}..., now "
+            f"{fingerprint[:12]}...); point --data-dir or --data-root at the data the run started with"
+        )
+
+
 def _check_resumable(state: dict, arch: str, shape: dict, path: Path) -> None:
     """A checkpoint must be this run's model: same arch and shape (a copied file is refused)."""
     if state.get("arch") != arch or state.get("shape") != shape:
@@ -351,7 +384,6 @@ def _write_outputs(
 ) -> None:
     from gfseq import results
 
-    digest = results.write_predictions(folder / job.predictions_file, rows)
     result = {
         "schema_version": 1,
         "task": {"name": cfg.task.name, "version": cfg.task.version},
@@ -369,9 +401,10 @@ def _write_outputs(
         "git_commit": results.git_commit(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": results.command_line(),
-        "predictions": {"file": job.predictions_file, "sha256": digest},
+        "predictions": {"file": job.predictions_file, "sha256": "0" * 64},
     }
-    results.validate(result)
+    results.validate(result)  # before anything is written: a failing result leaves no new file
+    result["predictions"]["sha256"] = results.write_predictions(folder / job.predictions_file, rows)
     results.write_json(folder / "result.json", result)
     written = ["result.json", job.predictions_file, *job.report(metrics, histories, folder)]
     print(f"\nwrote {folder}/{', '.join(written)}")

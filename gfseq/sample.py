@@ -39,9 +39,12 @@ def load_model(path: Path, device: str = "cpu"):
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     state = load_checkpoint(path)
-    task = (state.get("config") or {}).get("task", {}).get("name")
+    config = state.get("config")
+    task = config.get("task", {}).get("name") if isinstance(config, dict) else None
     if task != "enwik8":
         raise CheckpointError(f"{path}: a {task or 'unknown'} model, not an enwik8 language model")
+    if not isinstance(state.get("shape"), dict):
+        raise CheckpointError(f"{path}: not a gfseq.run checkpoint (no model shape)")
     shape = dict(state["shape"])
     shape.pop("parameters", None)
     model = CharLM(CharLMShape(**shape))
@@ -54,23 +57,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 0:
         print(f"gfseq.sample: error: -n: expected a count >= 0, got {args.n}", file=sys.stderr)
         return 2
-    if not args.temperature > 0:
+    if not 1e-3 <= args.temperature <= 1e3:
         print(
-            f"gfseq.sample: error: --temperature: expected a number > 0, got {args.temperature}",
+            f"gfseq.sample: error: --temperature: expected a number in [0.001, 1000], got {args.temperature}",
             file=sys.stderr,
         )
         return 2
-    prime = args.prime.encode("utf-8")
+    prime = args.prime.encode("utf-8", "surrogateescape")  # bytes from the command line as given
     if not prime:
         print("gfseq.sample: error: --prime: expected at least one character", file=sys.stderr)
         return 2
+    import re
+
     import torch
 
     from gfseq.engine import CheckpointError
 
     try:
+        if args.device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", args.device):
+            raise CheckpointError(f"--device: expected cpu, cuda or cuda:N, got {args.device!r}")
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise CheckpointError(f"--device: {args.device!r} was asked for but torch sees no GPU")
         model = load_model(args.checkpoint, args.device)
-    except (CheckpointError, TypeError, RuntimeError) as err:
+    except (CheckpointError, TypeError, RuntimeError, KeyError, AttributeError, ValueError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         print(f"gfseq.sample: error: {first}", file=sys.stderr)
         return 2

@@ -112,11 +112,34 @@ def test_a_truncated_file_is_an_error_even_when_unverified_is_allowed(tmp_path, 
 
 def test_the_zip_is_unzipped_once_and_gives_the_same_data(data_dir, tmp_path):
     with zipfile.ZipFile(tmp_path / "enwik8.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        zf.write(data_dir / "enwik8", "enwik8")
+        zf.mkdir("enwik8")  # as `zip -r` of a folder named enwik8 writes it: the folder entry first
+        zf.write(data_dir / "enwik8", "enwik8/enwik8")
     data = enwik8.prepare(tmp_path, allow_unverified=True, progress=False)
     assert data.path == tmp_path / "enwik8"
     assert data.manifest["md5"] == hashlib.md5((data_dir / "enwik8").read_bytes()).hexdigest()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_bad_zip_is_refused_before_anything_is_written(tmp_path):
+    with zipfile.ZipFile(tmp_path / "enwik8.zip", "w") as zf:
+        zf.writestr("enwik8", b"too short")
+    with pytest.raises(enwik8.Enwik8Error, match="holds a 9-byte enwik8, expected 100,000,000"):
+        enwik8.prepare(tmp_path, allow_unverified=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enwik8.zip"]  # nothing left to hide the zip
+    fake = tmp_path / "other.zip"
+    fake.write_bytes(b"not a zip")
+    with pytest.raises(enwik8.Enwik8Error, match="--data-dir: .* is not a zip file"):
+        enwik8.prepare(fake, allow_unverified=True, progress=False)
+
+
+def test_an_unreadable_folder_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    assert data_main(["enwik8", "--data-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gfseq.data: error: --data-dir: cannot read") and err.count("\n") == 1
 
 
 # ------------------------------------------------------------------------------------ bits per byte
@@ -154,6 +177,15 @@ def test_a_uniform_model_gives_exactly_8_bits_per_byte():
     bits = stream_bits(model, text, context=0, streams=3, batch=2, window=100, device="cpu")
     assert bits.bytes == 5000
     assert abs(bits.bpc - 8.0) < 1e-6
+
+
+def test_a_split_is_read_as_exactly_the_streams_asked_for():
+    model = CharLM(CharLMShape("gru", "stacked", 1, 4))
+    text = np.frombuffer(structured(1003), dtype=np.uint8)
+    bits = stream_bits(model, text, context=0, streams=600, batch=600, window=10, device="cpu")
+    assert len(bits.starts) == 600 and bits.starts[0] == 0 and bits.ends[-1] == 1003
+    assert bits.starts[1:] == bits.ends[:-1]
+    assert {e - s for s, e in zip(bits.starts, bits.ends, strict=True)} == {1, 2}
 
 
 def test_bpc_does_not_depend_on_the_evaluation_batch():
@@ -352,10 +384,39 @@ def test_sample_prints_the_prime_and_n_bytes_reproducibly(tmp_path, data_dir):
     b = subprocess.run(cmd, capture_output=True, timeout=300)
     assert a.returncode == 0, a.stderr.decode()[-2000:]
     assert a.stdout == b.stdout and a.stdout.startswith(b"<page>")
-    bad = subprocess.run(
-        [*cmd[:3], str(tmp_path / "nothing.pt")], capture_output=True, text=True, timeout=300
-    )
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such checkpoint" in bad.stderr
+    for argv, expected in [
+        ([*cmd[:3], str(tmp_path / "nothing.pt")], "no such checkpoint"),
+        ([*cmd, "--temperature", "0"], "--temperature: expected a number in [0.001, 1000]"),
+        ([*cmd, "--device", "tpu"], "--device: expected cpu, cuda or cuda:N"),
+    ]:
+        bad = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and expected in bad.stderr, bad.stderr
+    raw_prime = [*cmd[:3], str(ckpt), "--prime", "\udcff<", "-n", "3"]  # the byte 0xff, not UTF-8
+    odd = subprocess.run(raw_prime, capture_output=True, timeout=300)
+    assert odd.returncode == 0 and odd.stdout.startswith("\ufffd<".encode())
+
+
+def test_resuming_on_other_data_is_refused(tmp_path, data_dir, capsys):
+    assert run(tmp_path, data_dir, "--steps", "2", "--arch", "stacked") == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    raw = bytearray((data_dir / "enwik8").read_bytes())
+    raw[123] ^= 1  # one bit of the train split
+    (other / "enwik8").write_bytes(raw)
+    code = run_main(["--resume", str(tmp_path / "run"), "--data-dir", str(other), "--quiet"])
+    assert code == 2
+    assert "--resume: the data differ from the run's" in capsys.readouterr().err
+
+
+def test_a_result_without_the_count_of_a_scored_split_is_invalid(tmp_path, data_dir):
+    assert run(tmp_path, data_dir, "--steps", "2", "--arch", "stacked") == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    result["examples"] = {"test": 5_000_000}
+    with pytest.raises(results.ResultError, match="no count for this split"):
+        results.validate(result)
+    result["examples"] = {"valid": 5_000_000, "test_extrapolate": 1}
+    with pytest.raises(results.ResultError, match="test_extrapolate"):
+        results.validate(result)
 
 
 # --------------------------------------------------------------------------------- presets and sizes
@@ -396,10 +457,14 @@ def test_bad_enwik8_input_is_one_line_and_exit_2(tmp_path, data_dir, capsys):
     cases = [
         (["--task", "enwik8", "--data-dir", str(tmp_path)], "no enwik8 or enwik8.zip"),
         (["--task", "enwik8", "--data-dir", str(data_dir)], "is not enwik8's"),
-        (["--task", "enwik8", "--nest", "3"], "unknown key 'data.nesting'"),
         (["--preset", "lstm-gff"], "did you mean 'lstm-gf'"),
         (["--preset", "tanh-gf", "--set", "eval.splits=[\"test_extrapolate\"]"], "has splits valid, test"),
         (["--task", "enwik8", "--arch", "gf-nogate", "--unit", "gru"], "no 'gru-gf-nogate'"),
+        (["--task", "progeval", "--data-dir", "x"], "--data-dir: applies to --task enwik8, not progeval"),
+        (["--task", "enwik8", "--nest", "3"], "--nest: applies to --task progeval, not enwik8"),
+        (["--preset", "lstm-gf", "--task", "progeval"], "enwik8 language models"),
+        (["--task", "enwik8", "--data-dir", str(data_dir), "--allow-unverified",
+          "--set", "train.batch=10000000"], "shorter than one window"),
     ]  # fmt: skip
     for argv, expected in cases:
         assert run_main([*argv, "--quiet", "--out", str(tmp_path / "never")]) == 2, argv

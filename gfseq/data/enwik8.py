@@ -17,6 +17,7 @@ error: the split offsets would no longer mean the standard split.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -59,17 +60,26 @@ def _progress(total: int, desc: str, enabled: bool):
 def locate(data_dir: Path | str, download: bool = False, progress: bool = True) -> Path:
     """The path of the 100,000,000-byte file: ``data_dir/enwik8``, extracted from ``enwik8.zip`` when
     only the zip is there, or downloaded first with ``download=True``. ``data_dir`` may also name the
-    file or the zip itself."""
+    file or the zip itself. Every failure is an :class:`Enwik8Error` that starts with the flag."""
     given = Path(data_dir)
-    if given.is_file():
-        return _extract(given, given.parent, progress) if zipfile.is_zipfile(given) else given
-    if given.exists() and not given.is_dir():
-        raise Enwik8Error(f"--data-dir: {str(given)!r} is neither a folder nor a file")
-    plain, zipped = given / "enwik8", given / "enwik8.zip"
-    if plain.is_file():
-        return plain
-    if zipped.is_file():
-        return _extract(zipped, given, progress)
+    try:
+        if given.is_file():
+            if zipfile.is_zipfile(given):
+                return _extract(given, given.parent, progress)
+            if given.suffix == ".zip":
+                raise Enwik8Error(f"--data-dir: {str(given)!r} is not a zip file; {HOW_TO_GET}")
+            return given
+        if given.exists() and not given.is_dir():
+            raise Enwik8Error(f"--data-dir: {str(given)!r} is neither a folder nor a file")
+        plain, zipped = given / "enwik8", given / "enwik8.zip"
+        if plain.is_file():
+            return plain
+        if zipped.is_file():
+            return _extract(zipped, given, progress)
+    except PermissionError as err:
+        raise Enwik8Error(
+            f"--data-dir: cannot read {str(err.filename or given)!r}: permission denied"
+        ) from None
     if download:
         _download(zipped, progress)
         return _extract(zipped, given, progress)
@@ -82,10 +92,18 @@ def _extract(archive: Path, folder: Path, progress: bool) -> Path:
         return target
     try:
         with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if Path(n).name == "enwik8"]
-            if not names:
-                raise Enwik8Error(f"{archive}: holds no file named enwik8 ({', '.join(zf.namelist()[:5])})")
-            info = zf.getinfo(names[0])
+            files = [i for i in zf.infolist() if not i.is_dir() and Path(i.filename).name == "enwik8"]
+            if not files:
+                listed = ", ".join(zf.namelist()[:5])
+                raise Enwik8Error(
+                    f"--data-dir: {archive} holds no file named enwik8 ({listed}); {HOW_TO_GET}"
+                )
+            info = files[0]
+            if info.file_size != SIZE:  # refused before anything is written
+                raise Enwik8Error(
+                    f"--data-dir: {archive} holds a {info.file_size:,}-byte enwik8, expected {SIZE:,}; "
+                    + HOW_TO_GET
+                )
             tmp = folder / f".enwik8.tmp-{os.getpid()}"
             try:
                 with zf.open(info) as src, open(tmp, "wb") as dst:
@@ -98,16 +116,22 @@ def _extract(archive: Path, folder: Path, progress: bool) -> Path:
             finally:
                 tmp.unlink(missing_ok=True)
     except zipfile.BadZipFile as err:
-        raise Enwik8Error(f"{archive}: damaged zip ({err}); {HOW_TO_GET}") from None
+        raise Enwik8Error(f"--data-dir: {archive}: damaged zip ({err}); {HOW_TO_GET}") from None
     except OSError as err:
-        raise Enwik8Error(f"{archive}: cannot unzip into {str(folder)!r}: {err.strerror or err}") from None
+        raise Enwik8Error(
+            f"--data-dir: cannot unzip {archive} into {str(folder)!r}: {err.strerror or err} "
+            "(unzip it yourself into a writable folder and pass that)"
+        ) from None
     return target
 
 
 def _download(target: Path, progress: bool) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    import http.client
+
+    made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(URL, timeout=60) as response, open(tmp, "wb") as out:
             bar = _progress(int(response.headers.get("Content-Length") or 0), "download enwik8", progress)
             while chunk := response.read(1 << 20):
@@ -115,7 +139,11 @@ def _download(target: Path, progress: bool) -> None:
                 bar.update(len(chunk))
             bar.close()
         os.replace(tmp, target)
-    except OSError as err:  # URLError is an OSError
+    except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
+        tmp.unlink(missing_ok=True)
+        for folder in made:  # the folders made for it: only the empty ones, deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise Enwik8Error(f"--download: cannot fetch {URL}: {getattr(err, 'reason', err)}") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -130,13 +158,15 @@ def check(path: Path | str, allow_unverified: bool = False, progress: bool = Tru
     path = Path(path)
     try:
         size = path.stat().st_size
+        with open(path, "rb"):
+            pass
     except OSError as err:
-        raise Enwik8Error(f"{path}: cannot read: {err.strerror or err}") from None
+        raise Enwik8Error(f"--data-dir: cannot read {path}: {err.strerror or err}") from None
     if size != SIZE:
         kind = "truncated" if size < SIZE else "too long"
         raise Enwik8Error(
-            f"{path}: {kind}: expected {SIZE:,} bytes, found {size:,} (the splits are defined by byte "
-            f"offsets, so only the complete file works); {HOW_TO_GET}"
+            f"--data-dir: {path}: {kind}: expected {SIZE:,} bytes, found {size:,} (the splits are "
+            f"defined by byte offsets, so only the complete file works); {HOW_TO_GET}"
         )
     md5 = hashlib.md5(usedforsecurity=False)
     split_hash = {name: hashlib.sha256() for name in SPLITS}
@@ -155,7 +185,7 @@ def check(path: Path | str, allow_unverified: bool = False, progress: bool = Tru
     verified = digest == MD5
     if not verified and not allow_unverified:
         raise Enwik8Error(
-            f"{path}: MD5 {digest} is not enwik8's {MD5}; results on it are not comparable with "
+            f"--data-dir: {path}: MD5 {digest} is not enwik8's {MD5}; results on it are not comparable with "
             "published ones (pass --allow-unverified to use it anyway; the result records it)"
         )
     return manifest(path, digest, verified, {n: h.hexdigest() for n, h in split_hash.items()})
