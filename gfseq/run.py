@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any key, e.g. train.lr=3e-4"
     )
     p.add_argument("--out", type=Path, help="run folder (default: runs/<task>-<time>-s<seed>)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets are made and reused")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        help="progeval: where datasets are made and reused (default data/; on --resume, the run's own)",
+    )
     p.add_argument("--resume", type=Path, help="continue the run in this folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
@@ -157,6 +161,12 @@ def _resume_config(folder: Path, args: argparse.Namespace) -> RunConfig:
         raise CheckpointError(
             f"--resume: {str(path)!r} holds a config that no longer checks: {err}"
         ) from None
+    if args.data_root is None:  # where the run's data were made, unless told otherwise
+        try:
+            recorded = json.loads(path.read_text()).get("data_root")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            recorded = None
+        args.data_root = Path(recorded) if isinstance(recorded, str) else None
     moved = {FLAGS[f]: getattr(args, f) for f in RESUME_FLAGS if getattr(args, f) is not None}
     return with_overrides(cfg, moved) if moved else cfg  # where things are may change, not what runs
 
@@ -207,6 +217,8 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
             cfg = resolve(args)
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             folder = args.out or Path("runs") / f"{cfg.task.name}-{stamp}-s{cfg.train.seed}"
+        if args.data_root is None:
+            args.data_root = Path("data")
         kind = (
             "cuda"
             if cfg.train.device.startswith("cuda")
@@ -223,10 +235,9 @@ def main(argv: list[str] | None = None, on_step=None) -> int:
         return 2
     except Interrupted as stop:
         where = f"; checkpoint {stop.path}" if stop.path else ""
-        data = f" --data-root {args.data_root}" if args.data_root != Path("data") else ""
         print(
             f"gfseq.run: interrupted at step {stop.step}{where}; "
-            f"continue with: python -m gfseq.run --resume {args.resume or folder}{data}",
+            f"continue with: python -m gfseq.run --resume {args.resume or folder}",
             file=sys.stderr,
         )
         return 130
@@ -255,6 +266,12 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
     job = _job(cfg, args, device, dist)
     model_shapes = job.shapes()  # fails early when the sizes cannot be matched
     _check_folder(folder, resuming=args.resume is not None)  # every rank, before any rank writes
+    checkpoints = {}  # every checkpoint is checked before any work (data generation included)
+    for arch, shape in model_shapes.items():
+        path = folder / arch / "checkpoint.pt"
+        if path.is_file():
+            checkpoints[arch] = engine.load_checkpoint(path)
+            _check_resumable(checkpoints[arch], arch, job.shape_dict(shape), path)
     if dist.world > 1:
         torch.distributed.barrier()
     if dist.main:  # the data first: an interrupted generation leaves no run folder behind
@@ -271,6 +288,7 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
                         "config": cfg.to_dict(),
                         "command": results.command_line(),
                         "data_fingerprint": fingerprint,
+                        "data_root": str(args.data_root.resolve()),
                     },
                 )
         except OSError as err:
@@ -280,12 +298,6 @@ def _run(cfg: RunConfig, folder: Path, device, dist: Dist, args, on_step) -> int
         if not dist.main:
             job.prepare(progress=False)
 
-    checkpoints = {}  # every checkpoint is checked before any work
-    for arch, shape in model_shapes.items():
-        path = folder / arch / "checkpoint.pt"
-        if path.is_file():
-            checkpoints[arch] = engine.load_checkpoint(path)
-            _check_resumable(checkpoints[arch], arch, job.shape_dict(shape), path)
     metrics: dict[str, dict[str, dict]] = {}
     models_info, histories, prediction_rows = {}, {}, []
     for arch, shape in model_shapes.items():

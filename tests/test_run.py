@@ -61,7 +61,9 @@ def losses(folder: Path, arch: str) -> list[tuple[int, float, object]]:
     return [(r["step"], r["loss"], r.get("level")) for r in rows]
 
 
-def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(tmp_path, data_root, capsys):
+def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(
+    tmp_path, data_root, capsys, monkeypatch
+):
     extra = ["--steps", "12", "--length", "2", "--set", 'data.curriculum="naive"',
              "--set", "train.eval_every=2", "--set", "data.level_threshold=0.0"]  # fmt: skip
     assert run(tmp_path, data_root, *extra, out="whole") == 0
@@ -74,7 +76,9 @@ def test_interrupt_and_resume_give_the_losses_of_one_uninterrupted_run(tmp_path,
     err = capsys.readouterr().err
     assert "interrupted at step 6" in err and "--resume" in err
     assert not (tmp_path / "cut" / "result.json").exists()
-    assert main(["--resume", str(tmp_path / "cut"), "--quiet", "--data-root", str(data_root)]) == 0
+    monkeypatch.chdir(tmp_path)  # the resumed run finds its data where it made them, not in ./data
+    assert main(["--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    assert not (tmp_path / "data").exists()
     for arch in ("gf", "stacked"):
         whole, cut = losses(tmp_path / "whole", arch), losses(tmp_path / "cut", arch)
         assert cut == whole  # same steps, same losses to the bit, same curriculum levels
@@ -145,8 +149,10 @@ def test_checkpoints_with_pickled_objects_are_refused(tmp_path, data_root):
         [sys.executable, "-m", "gfseq.run", "--resume", str(tmp_path / "run"), "--quiet"],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "refused" in r.stderr
+    assert not (tmp_path / "data").exists()  # refused before any data work
 
 
 @pytest.mark.parametrize(
